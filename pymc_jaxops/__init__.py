@@ -1,0 +1,3 @@
+"""Put any JAX function inside a PyMC model, and run any model on any sampler."""
+
+__all__: list[str] = []
