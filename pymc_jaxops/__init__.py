@@ -1,3 +1,7 @@
 """Put any JAX function inside a PyMC model, and run any model on any sampler."""
 
-__all__: list[str] = []
+from pymc_jaxops import dispatch as _dispatch  # noqa: F401  (registers jax_funcify)
+from pymc_jaxops import rewrites as _rewrites  # noqa: F401  (registers graph rewrites)
+from pymc_jaxops.wrap import as_pytensor_op
+
+__all__ = ["as_pytensor_op"]

@@ -1,0 +1,1 @@
+"""Runnable examples; importable so tests and benchmarks share their models."""

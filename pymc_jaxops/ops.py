@@ -1,0 +1,232 @@
+"""PyTensor Ops that run a JAX function: the forward ``JaxOp`` and ``JaxValueAndGradOp``.
+
+``JaxValueAndGradOp`` computes primal outputs *and* input cotangents in one JAX call. The
+forward Op's ``L_op`` builds its gradient from one, and a graph rewrite (``rewrites.py``)
+lets a compiled logp+dlogp graph take the primal outputs from it too, so the JAX function
+runs once per evaluation. A value-and-grad Op is itself a ``JaxOp``, so its gradient (the
+Hessian of the user's function) is built the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import numpy as np
+import pytensor.tensor as pt
+from pytensor.gradient import DisconnectedType, disconnected_type
+from pytensor.graph.basic import Apply, Constant, Variable
+from pytensor.graph.op import Op
+from pytensor.tensor.exceptions import ShapeError
+from pytensor.tensor.type import TensorType
+
+from pymc_jaxops.precision import ensure_x64
+from pymc_jaxops.shapes import OutputSignature, _symbol, dim_to_pytensor
+
+__all__ = ["JaxOp", "JaxValueAndGradOp"]
+
+_JIT_CACHE: dict[Callable, Callable] = {}
+
+
+def _jitted(fn: Callable) -> Callable:
+    """One ``jax.jit`` per distinct function value, shared by every Op that runs it."""
+    try:
+        return _JIT_CACHE[fn]
+    except KeyError:
+        return _JIT_CACHE.setdefault(fn, jax.jit(fn))
+
+
+def _is_float(dtype: str) -> bool:
+    return dtype.startswith("float")
+
+
+@dataclass(frozen=True)
+class _ValueAndGrad:
+    """``(primals, cotangents) -> (*outputs, *input cotangents)`` in one JAX trace.
+
+    Only outputs flagged in ``ct_mask`` receive a cotangent, and only inputs flagged in
+    ``wrt_mask`` are differentiated: JAX never builds the VJP of what nobody asked for.
+    """
+
+    fn: Callable
+    n_in: int
+    ct_mask: tuple[bool, ...]
+    wrt_mask: tuple[bool, ...]
+
+    def __call__(self, *args):
+        primals, cotangents = args[: self.n_in], args[self.n_in :]
+        wrt = [i for i, w in enumerate(self.wrt_mask) if w]
+
+        def restricted(*diff_args):
+            full = list(primals)
+            for i, value in zip(wrt, diff_args, strict=True):
+                full[i] = value
+            outs = self.fn(*full)
+            connected = tuple(o for o, m in zip(outs, self.ct_mask, strict=True) if m)
+            return connected, outs
+
+        _, vjp, outs = jax.vjp(restricted, *[primals[i] for i in wrt], has_aux=True)
+        return (*outs, *vjp(tuple(cotangents)))
+
+
+class JaxOp(Op):
+    """Run a JAX function on PyTensor variables.
+
+    Parameters
+    ----------
+    fn : callable
+        Hashable JAX function of the flat array inputs, returning a flat tuple of arrays.
+        Equal functions and equal input types make equal Ops.
+    input_types : sequence of TensorType
+    signature : OutputSignature
+        Output types and symbolic output dims (see :func:`pymc_jaxops.shapes.infer_outputs`).
+    name : str, optional
+        Shown when the graph is printed.
+    """
+
+    __props__ = ("fn", "input_types")
+
+    def __init__(
+        self,
+        fn: Callable,
+        input_types: Sequence[TensorType],
+        signature: OutputSignature,
+        name: str | None = None,
+    ):
+        self.fn = fn
+        self.input_types = tuple(input_types)
+        self.signature = signature
+        self.name = name or getattr(fn, "__name__", "jax_fn")
+
+    def __str__(self) -> str:
+        return f"{type(self).__name__}{{{self.name}}}"
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The jitted callable is process-local: rebuilt on first use after unpickling.
+        return {k: v for k, v in self.__dict__.items() if k != "_jit"}
+
+    @property
+    def output_types(self) -> tuple[TensorType, ...]:
+        return self.signature.types
+
+    @property
+    def jitted(self) -> Callable:
+        try:
+            return self.__dict__["_jit"]
+        except KeyError:
+            dtypes = [t.dtype for t in (*self.input_types, *self.output_types)]
+            ensure_x64(dtypes, f"JAX function {self.name!r}")
+            self.__dict__["_jit"] = fn = _jitted(self.fn)
+            return fn
+
+    def make_node(self, *inputs: Variable) -> Apply:
+        if len(inputs) != len(self.input_types):
+            raise TypeError(f"{self} takes {len(self.input_types)} inputs, got {len(inputs)}")
+        inputs = tuple(
+            t.filter_variable(pt.as_tensor_variable(x))
+            for x, t in zip(inputs, self.input_types, strict=True)
+        )
+        return Apply(self, inputs, [t() for t in self.output_types])
+
+    def perform(self, node, inputs, output_storage):
+        for storage, value in zip(output_storage, self.jitted(*inputs), strict=True):
+            # A writable copy: PyTensor may run in-place Ops on our outputs.
+            storage[0] = np.array(value)
+
+    def infer_shape(self, fgraph, node, input_shapes):
+        sig = self.signature
+        if any(d is None for dims in sig.dims for d in dims):
+            raise ShapeError(f"{self}: output shape known only at run time")
+        env = {name: input_shapes[i][d] for name, (i, d) in sig.sources}
+        return [
+            tuple(
+                pt.as_tensor_variable(d if isinstance(d, int) else dim_to_pytensor(d, env))
+                for d in dims
+            )
+            for dims in sig.dims
+        ]
+
+    def connection_pattern(self, node):
+        return [
+            [_is_float(i.dtype) and _is_float(o.dtype) for o in node.outputs] for i in node.inputs
+        ]
+
+    def L_op(self, inputs, outputs, output_grads):
+        ct_mask = tuple(
+            _is_float(o.dtype) and not isinstance(g.type, DisconnectedType)
+            for o, g in zip(outputs, output_grads, strict=True)
+        )
+        # Constants never need a gradient; the rewrite narrows the rest once it sees
+        # which gradients the compiled graph really uses.
+        wrt_mask = tuple(_is_float(i.dtype) and not isinstance(i, Constant) for i in inputs)
+        if not (any(ct_mask) and any(wrt_mask)):
+            return [_zero_grad(i) for i in inputs]
+        vg = JaxValueAndGradOp(self, ct_mask, wrt_mask)
+        cotangents = [
+            t.filter_variable(pt.cast(g, o.dtype))
+            for o, g, t, m in zip(outputs, output_grads, self.output_types, ct_mask, strict=True)
+            if m
+        ]
+        grads = iter(vg(*inputs, *cotangents, return_list=True)[len(outputs) :])
+        return [next(grads) if w else _zero_grad(i) for i, w in zip(inputs, wrt_mask, strict=True)]
+
+
+def _zero_grad(x: Variable) -> Variable:
+    # Integer inputs are not differentiable (disconnected); float constants get zeros.
+    return pt.zeros_like(x) if _is_float(x.dtype) else disconnected_type()
+
+
+class JaxValueAndGradOp(JaxOp):
+    """Primal outputs and input cotangents of ``base`` in one JAX call.
+
+    Inputs are ``base``'s inputs followed by one cotangent per output flagged in
+    ``ct_mask``; outputs are ``base``'s outputs followed by one gradient per input flagged
+    in ``wrt_mask``.
+    """
+
+    __props__ = ("base", "ct_mask", "wrt_mask")
+    __str__ = JaxOp.__str__
+
+    def __init__(self, base: JaxOp, ct_mask: tuple[bool, ...], wrt_mask: tuple[bool, ...]):
+        self.base = base
+        self.ct_mask = tuple(ct_mask)
+        self.wrt_mask = tuple(wrt_mask)
+        n_in = len(base.input_types)
+        bsig = base.signature
+        wrt = [i for i, w in enumerate(self.wrt_mask) if w]
+        grad_dims = [
+            tuple(s if s is not None else _symbol(i, d) for d, s in enumerate(base.input_types[i].shape))
+            for i in wrt
+        ]
+        sources = dict(bsig.sources)
+        for i in wrt:
+            for d, s in enumerate(base.input_types[i].shape):
+                if s is None:
+                    sources[_symbol(i, d)] = (i, d)
+        signature = OutputSignature(
+            types=(*bsig.types, *(base.input_types[i] for i in wrt)),
+            dims=(*bsig.dims, *grad_dims),
+            sources=tuple(sorted(sources.items())),
+            treedef=None,
+        )
+        input_types = (*base.input_types, *(t for t, m in zip(bsig.types, ct_mask, strict=True) if m))
+        super().__init__(
+            _ValueAndGrad(base.fn, n_in, self.ct_mask, self.wrt_mask),
+            input_types,
+            signature,
+            name=f"value_and_grad({base.name})",
+        )
+
+    @property
+    def n_primal_inputs(self) -> int:
+        return len(self.base.input_types)
+
+    @property
+    def n_primal_outputs(self) -> int:
+        return len(self.base.output_types)
+
+    def narrowed(self, wrt_mask: tuple[bool, ...]) -> JaxValueAndGradOp:
+        """The same Op differentiating only w.r.t. the inputs flagged in ``wrt_mask``."""
+        return JaxValueAndGradOp(self.base, self.ct_mask, wrt_mask)

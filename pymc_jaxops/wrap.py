@@ -1,0 +1,291 @@
+"""``@as_pytensor_op``: call a JAX function on PyTensor variables.
+
+The call binds the arguments to the function's signature, flattens them as a pytree, and
+splits the leaves into array leaves (PyTensor variables, NumPy arrays, Python floats) that
+become Op inputs, and static leaves (strings, flags, ints, callables, ...) that become part
+of the Op's identity. The Op's outputs are rebuilt into the pytree the function returns.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar, overload
+
+import jax
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+from pytensor.compile.mode import Mode
+from pytensor.graph.basic import Constant, Variable
+from pytensor.graph.traversal import graph_inputs
+from pytensor.tensor.type import TensorType
+from pytensor.tensor.variable import TensorVariable
+
+from pymc_jaxops.ops import JaxOp
+from pymc_jaxops.precision import ensure_x64
+from pymc_jaxops.shapes import infer_outputs
+
+__all__ = ["as_pytensor_op"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_ARRAY_LEAVES = (Variable, np.ndarray, np.generic, jax.Array, float, complex)
+_OUTPUT_LEAVES = (jax.Array, np.ndarray, np.generic, bool, int, float, complex)
+
+
+@dataclass(frozen=True)
+class _FlatCall:
+    """The user's function as a function of its array leaves alone (hashable, picklable)."""
+
+    wrapped: PytensorJaxFunction
+    treedef: Any  # PyTreeDef of (args, kwargs)
+    static: tuple  # ((type, value) | None, ...) per leaf; None marks an array leaf
+
+    @property
+    def __name__(self) -> str:
+        return self.wrapped.__name__
+
+    def tree(self, *arrays):
+        """Call the user's function; return its output pytree."""
+        it = iter(arrays)
+        leaves = [next(it) if s is None else s[1] for s in self.static]
+        args, kwargs = jax.tree.unflatten(self.treedef, leaves)
+        out = self.wrapped.__wrapped__(*args, **kwargs)
+        for path, leaf in jax.tree_util.tree_flatten_with_path(out)[0]:
+            if not isinstance(leaf, _OUTPUT_LEAVES):
+                raise TypeError(
+                    f"output{jax.tree_util.keystr(path)} is a {type(leaf).__name__}, not an "
+                    "array; return only arrays (a pytree of arrays is fine)."
+                )
+        return out
+
+    def __call__(self, *arrays):
+        return tuple(jax.tree.leaves(self.tree(*arrays)))
+
+
+_HINTS = {
+    "TracerArrayConversionError": "the function calls NumPy on a traced array: use jax.numpy.",
+    "ConcretizationTypeError": (
+        "Python control flow or int()/float() on an array value cannot be traced: use "
+        "jnp.where / jax.lax.cond / jax.lax.while_loop, or pass the value as a static "
+        "(non-array) argument."
+    ),
+    "TracerBoolConversionError": (
+        "`if`/`while` on an array value cannot be traced: use jnp.where or jax.lax.cond."
+    ),
+    "TracerIntegerConversionError": (
+        "an array value is used as a Python int: pass it as a static (Python int) argument."
+    ),
+    "NonConcreteBooleanIndexError": (
+        "an output shape depends on input values (boolean masking): keep shapes fixed, "
+        "e.g. jnp.where(mask, x, 0) or jnp.nonzero(..., size=n)."
+    ),
+    "InconclusiveDimensionOperation": (
+        "the function branches on the size of an input PyTensor does not know at build "
+        "time: give it a static shape with pt.specify_shape(x, shape)."
+    ),
+}
+
+
+class PytensorJaxFunction:
+    """A JAX function that, called on PyTensor variables, returns PyTensor variables.
+
+    Made by :func:`as_pytensor_op`; equal when they wrap the same function.
+    """
+
+    def __init__(self, fn: Callable, name: str | None = None):
+        if not callable(fn):
+            raise TypeError(f"as_pytensor_op expects a callable, got {type(fn).__name__}.")
+        functools.update_wrapper(self, fn)
+        self.__wrapped__ = fn
+        self._name = name
+        self.__name__ = name or getattr(fn, "__name__", type(fn).__name__)
+        try:
+            self._signature: inspect.Signature | None = inspect.signature(fn)
+        except (TypeError, ValueError):
+            self._signature = None
+
+    def __repr__(self) -> str:
+        return f"<as_pytensor_op {self.__name__}>"
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            type(other) is type(self)
+            and other.__wrapped__ == self.__wrapped__
+            and other._name == self._name
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.__wrapped__, self._name))
+
+    def __reduce__(self):
+        # Pickle by reference when importable, so plain pickle works; by value otherwise
+        # (cloudpickle then serialises the user's function itself).
+        module, qualname = getattr(self, "__module__", None), getattr(self, "__qualname__", "")
+        if module not in (None, "__main__") and _lookup(module, qualname) is self:
+            return _lookup, (module, qualname)
+        return PytensorJaxFunction, (self.__wrapped__, self._name)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self._signature is not None:
+            try:
+                bound = self._signature.bind(*args, **kwargs)
+            except TypeError as err:
+                raise TypeError(
+                    f"{self.__name__}{self._signature}: {err}. Call it with the arguments "
+                    "of the JAX function it wraps."
+                ) from None
+            args, kwargs = bound.args, bound.kwargs
+        paths_leaves, treedef = jax.tree_util.tree_flatten_with_path(
+            (args, kwargs), is_leaf=lambda x: isinstance(x, Variable)
+        )
+        inputs, static = [], []
+        for path, leaf in paths_leaves:
+            if isinstance(leaf, _ARRAY_LEAVES) and not isinstance(leaf, bool):
+                inputs.append(self._as_input(leaf, path))
+                static.append(None)
+            else:
+                try:
+                    hash(leaf)
+                except TypeError:
+                    raise TypeError(
+                        f"{self.__name__}: argument {self._describe(path)} is a "
+                        f"{type(leaf).__name__}, which is neither an array nor hashable. "
+                        "Non-array arguments are static: they are part of the Op's identity "
+                        "and must be hashable (use a tuple instead of a list, a frozen "
+                        "dataclass instead of a dict), or pass it as an array."
+                    ) from None
+                static.append((type(leaf), leaf))
+        flat = _FlatCall(self, treedef, tuple(static))
+        op = self._op(flat, inputs, [p for (p, _), s in zip(paths_leaves, static, strict=True) if s is None])
+        outputs = op(*inputs, return_list=True)
+        return jax.tree.unflatten(op.signature.treedef, outputs)
+
+    def _describe(self, path) -> str:
+        """``emissions`` / ``params['mu']`` for a leaf path into ``(args, kwargs)``."""
+        where, key, *rest = path
+        if where.idx == 0:
+            names = [
+                p.name
+                for p in (self._signature.parameters.values() if self._signature else ())
+                if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+            ]
+            name = names[key.idx] if key.idx < len(names) else f"args[{key.idx}]"
+        else:
+            name = str(key.key)
+        return f"`{name}{jax.tree_util.keystr(tuple(rest))}`"
+
+    def _as_input(self, leaf, path) -> TensorVariable:
+        if isinstance(leaf, Variable):
+            try:
+                var = pt.as_tensor_variable(leaf)
+            except TypeError:
+                raise TypeError(
+                    f"{self.__name__}: argument {self._describe(path)} is a PyTensor "
+                    f"{type(leaf.type).__name__} variable, not a tensor; pass tensors only."
+                ) from None
+        else:
+            var = pt.constant(np.asarray(leaf))
+        if not isinstance(var.type, TensorType):
+            raise TypeError(
+                f"{self.__name__}: argument {self._describe(path)} has type {var.type}; "
+                "only dense tensors can be passed to a JAX function."
+            )
+        return var
+
+    def _op(self, flat: _FlatCall, inputs, paths) -> JaxOp:
+        input_types = tuple(i.type for i in inputs)
+        key = (flat, input_types)
+        op = _OP_CACHE.get(key)
+        if op is not None:
+            return op
+        ensure_x64([t.dtype for t in input_types], f"as_pytensor_op({self.__name__})")
+        try:
+            signature = infer_outputs(flat.tree, input_types, lambda: _concrete_shapes(inputs))
+        except Exception as err:
+            hint = _HINTS.get(type(err).__name__, "")
+            legend = ", ".join(
+                f"args[{k}] = {self._describe(p)}: {t}" for k, (p, t) in enumerate(zip(paths, input_types))
+            )
+            kind = type(err) if type(err) in (TypeError, ValueError) else TypeError
+            raise kind(
+                f"as_pytensor_op could not trace {self.__name__!r} with JAX.\n"
+                f"  {type(err).__name__}: {err}\n"
+                + (f"  What to do: {hint}\n" if hint else "")
+                + f"  Inputs: {legend or 'none'}"
+            ) from err
+        return _OP_CACHE.setdefault(key, JaxOp(flat, input_types, signature, name=self.__name__))
+
+
+_OP_CACHE: dict[tuple, JaxOp] = {}
+
+
+def _concrete_shapes(inputs) -> list[tuple[int, ...]] | None:
+    """Current shapes of inputs that depend only on constants and shared data (pm.Data)."""
+    if any(
+        not isinstance(v, Constant) and v.owner is None and not hasattr(v, "get_value")
+        for v in graph_inputs([i.shape for i in inputs])
+    ):
+        return None
+    fn = pytensor.function(
+        [], [i.shape for i in inputs], mode=Mode(linker="py", optimizer="fast_compile")
+    )
+    return [tuple(int(d) for d in s) for s in fn()]
+
+
+def _lookup(module: str, qualname: str):
+    obj: Any = sys.modules.get(module) or __import__(module, fromlist=["_"])
+    for part in qualname.split("."):
+        obj = getattr(obj, part, None)
+    return obj
+
+
+@overload
+def as_pytensor_op(fn: F, /, *, name: str | None = None) -> F: ...
+@overload
+def as_pytensor_op(fn: None = None, /, *, name: str | None = None) -> Callable[[F], F]: ...
+def as_pytensor_op(fn=None, /, *, name=None):
+    """Make a JAX function callable on PyTensor variables, with gradients.
+
+    Arguments may be PyTensor variables, NumPy arrays, Python floats, or pytrees (dicts,
+    lists, tuples, NamedTuples) of them; every other leaf (str, bool, int, None, callables)
+    is static: passed to the function as is, and part of the Op's identity. The function
+    may return one array or any pytree of arrays; the call returns the same structure of
+    PyTensor variables.
+
+    Logp and gradient cost one JAX call in a compiled PyMC graph (a value-and-grad Op plus
+    a graph rewrite), and the whole model compiles to JAX for NumPyro / BlackJAX / nutpie.
+
+    Parameters
+    ----------
+    fn : callable
+        A pure JAX function (jax.numpy, jax.lax, jax.vmap, jax.jit-ed or custom_vjp
+        functions are all fine).
+    name : str, optional
+        Name shown in graphs and errors; defaults to ``fn.__name__``.
+
+    Returns
+    -------
+    callable
+        The wrapped function. Also usable as ``@as_pytensor_op(name=...)``.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> import pytensor.tensor as pt
+    >>> from pymc_jaxops import as_pytensor_op
+    >>> @as_pytensor_op
+    ... def norm_logp(x, mu, sigma):
+    ...     return jnp.sum(-0.5 * ((x - mu) / sigma) ** 2 - jnp.log(sigma))
+    >>> mu = pt.scalar("mu")
+    >>> out = norm_logp(jnp.array([0.1, -0.3]), mu, 1.0)
+    >>> float(out.eval({mu: 0.0}))
+    -0.05
+    """
+    if fn is None:
+        return functools.partial(as_pytensor_op, name=name)
+    return PytensorJaxFunction(fn, name)
