@@ -73,12 +73,12 @@ def priors():
     return signal, noise, p_init, p_trans
 
 
-def build_model(emissions: np.ndarray) -> pm.Model:
+def build_model(emissions: np.ndarray, logp_op=hmm_logp_op) -> pm.Model:
     """The notebook's model: the HMM likelihood as a ``pm.Potential``."""
     with pm.Model() as model:
         data = pm.Data("emissions", emissions)
         signal, noise, p_init, p_trans = priors()
-        pm.Potential("hmm", hmm_logp_op(data, signal, noise, pt.log(p_init), pt.log(p_trans)))
+        pm.Potential("hmm", logp_op(data, signal, noise, pt.log(p_init), pt.log(p_trans)))
     return model
 
 

@@ -60,7 +60,7 @@ def _structs(input_types: Sequence[TensorType], shared: bool):
 
 
 def _as_dim(d) -> Dim:
-    return int(d) if jax.core.is_constant_dim(d) else str(d)
+    return int(d) if isinstance(d, int | np.integer) else str(d)
 
 
 def _trace(fn: Callable, structs) -> tuple[list, object]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -85,8 +86,8 @@ _HINTS = {
         "e.g. jnp.where(mask, x, 0) or jnp.nonzero(..., size=n)."
     ),
     "InconclusiveDimensionOperation": (
-        "the function branches on the size of an input PyTensor does not know at build "
-        "time: give it a static shape with pt.specify_shape(x, shape)."
+        "the function needs to know something about an input size that PyTensor does not "
+        "know at build time: give that input a static shape with pt.specify_shape(x, shape)."
     ),
 }
 
@@ -207,18 +208,30 @@ class PytensorJaxFunction:
         try:
             signature = infer_outputs(flat.tree, input_types, lambda: _concrete_shapes(inputs))
         except Exception as err:
-            hint = _HINTS.get(type(err).__name__, "")
-            legend = ", ".join(
-                f"args[{k}] = {self._describe(p)}: {t}" for k, (p, t) in enumerate(zip(paths, input_types))
-            )
-            kind = type(err) if type(err) in (TypeError, ValueError) else TypeError
-            raise kind(
-                f"as_pytensor_op could not trace {self.__name__!r} with JAX.\n"
-                f"  {type(err).__name__}: {err}\n"
-                + (f"  What to do: {hint}\n" if hint else "")
-                + f"  Inputs: {legend or 'none'}"
-            ) from err
+            raise self._trace_error(err, paths, input_types) from err
         return _OP_CACHE.setdefault(key, JaxOp(flat, input_types, signature, name=self.__name__))
+
+
+    def _trace_error(self, err: Exception, paths, input_types) -> Exception:
+        names = [self._describe(p).strip("`") for p in paths]
+        message = re.sub(
+            r"\bin(\d+)d(\d+)\b", lambda m: f"{names[int(m[1])]}.shape[{m[2]}]", str(err)
+        )
+        hint = _HINTS.get(type(err).__name__, "")
+        if not hint and message != str(err):
+            hint = (
+                "PyTensor does not know these input dims at build time, so JAX traced them "
+                "symbolically; if the function needs a fixed size, give the input a static "
+                "shape with pt.specify_shape(x, shape)."
+            )
+        legend = ", ".join(f"`{n}`: {t}" for n, t in zip(names, input_types, strict=True))
+        kind = type(err) if type(err) in (TypeError, ValueError) else TypeError
+        return kind(
+            f"as_pytensor_op could not trace {self.__name__!r} with JAX.\n"
+            f"  {type(err).__name__}: {message}\n"
+            + (f"  What to do: {hint}\n" if hint else "")
+            + f"  Array inputs: {legend or 'none'}"
+        )
 
 
 _OP_CACHE: dict[tuple, JaxOp] = {}

@@ -1,0 +1,158 @@
+"""The decorator: argument pytrees, static arguments, output pytrees, Op identity."""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
+import pytest
+from pytensor.gradient import verify_grad
+
+from pymc_jaxops import as_pytensor_op
+from pymc_jaxops.ops import JaxOp
+
+
+class Params(NamedTuple):
+    loc: jax.Array
+    scale: jax.Array
+
+
+@as_pytensor_op
+def normal_logp(x, params: Params):
+    z = (x - params.loc) / params.scale
+    return jnp.sum(-0.5 * z**2 - jnp.log(params.scale) - 0.5 * jnp.log(2 * jnp.pi))
+
+
+def test_value_matches_jax_reference(rng):
+    x = rng.normal(size=5)
+    loc, scale = pt.scalar("loc"), pt.scalar("scale")
+    out = normal_logp(x, Params(loc, scale))
+    got = out.eval({loc: 0.3, scale: 1.7})
+    want = jax.scipy.stats.norm.logpdf(x, 0.3, 1.7).sum()
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_decorator_with_name_and_kwargs(rng):
+    @as_pytensor_op(name="affine")
+    def affine(x, *, w, b=0.0):
+        return w * x + b
+
+    x, b = pt.vector("x"), pt.scalar("b")
+    out = affine(x, w=2.0, b=b)
+    assert "affine" in str(out.owner.op)
+    f = pytensor.function([x, b], out)
+    np.testing.assert_allclose(f(np.arange(3.0), 1.0), [1.0, 3.0, 5.0])
+
+
+def test_pytree_in_and_out(rng):
+    @as_pytensor_op
+    def stats(data):
+        x, w = data["x"], data["weights"][0]
+        return {"mean": jnp.sum(w * x) / jnp.sum(w), "pair": (x * 2, jnp.max(x))}
+
+    x, w = pt.vector("x"), pt.vector("w")
+    out = stats({"x": x, "weights": [w]})
+    assert set(out) == {"mean", "pair"}
+    assert isinstance(out["pair"], tuple) and len(out["pair"]) == 2
+    xv, wv = rng.normal(size=4), rng.uniform(1, 2, size=4)
+    f = pytensor.function([x, w], [out["mean"], *out["pair"]])
+    mean, doubled, mx = f(xv, wv)
+    np.testing.assert_allclose(mean, np.sum(wv * xv) / wv.sum())
+    np.testing.assert_allclose(doubled, 2 * xv)
+    np.testing.assert_allclose(mx, xv.max())
+
+
+def test_static_arguments_select_the_op(rng):
+    @as_pytensor_op
+    def reduce(x, how: str, power: int):
+        return getattr(jnp, how)(x**power)
+
+    x = pt.vector("x")
+    a, b, c = reduce(x, "sum", 2), reduce(x, "max", 2), reduce(x, "sum", 2)
+    assert a.owner.op is c.owner.op
+    assert a.owner.op != b.owner.op
+    xv = rng.normal(size=6)
+    f = pytensor.function([x], [a, b])
+    np.testing.assert_allclose(f(xv), [np.sum(xv**2), np.max(xv**2)])
+
+
+def test_equal_calls_give_equal_ops_and_merge():
+    x = pt.vector("x")
+    loc = pt.scalar("loc")
+    o1 = normal_logp(x, Params(loc, 1.0))
+    o2 = normal_logp(x, Params(loc, 1.0))
+    assert o1.owner.op == o2.owner.op and hash(o1.owner.op) == hash(o2.owner.op)
+    f = pytensor.function([x, loc], o1 + o2)
+    jax_nodes = [n for n in f.maker.fgraph.apply_nodes if isinstance(n.op, JaxOp)]
+    assert len(jax_nodes) == 1
+
+
+def test_python_int_is_static_and_float_is_an_input():
+    @as_pytensor_op
+    def f(x, n, s):
+        return jnp.sum(x[:n]) * s
+
+    x = pt.vector("x", shape=(5,))
+    out = f(x, 3, 2.5)
+    assert len(out.owner.inputs) == 2  # x and the float constant; n is static
+    np.testing.assert_allclose(out.eval({x: np.ones(5)}), 7.5)
+
+
+def test_numpy_arguments_become_constants(rng):
+    data = rng.normal(size=(3, 2))
+    out = as_pytensor_op(lambda d: jnp.linalg.norm(d))(data)
+    np.testing.assert_allclose(out.eval(), np.linalg.norm(data))
+
+
+@pytest.mark.parametrize(
+    "fn, shapes",
+    [
+        (lambda x: jnp.sum(jnp.sin(x) * x), [(4,)]),  # scalar out
+        (lambda x: jnp.cumsum(jnp.exp(x)), [(5,)]),  # vector out
+        (lambda a, b: a @ b + jnp.tanh(a).sum(), [(3, 4), (4, 2)]),  # matrix out
+        (lambda x: jnp.linalg.slogdet(x @ x.T + jnp.eye(3))[1], [(3, 3)]),
+    ],
+    ids=["scalar", "vector", "matrix", "slogdet"],
+)
+def test_verify_grad(fn, shapes, rng):
+    op_fn = as_pytensor_op(fn)
+    verify_grad(op_fn, [rng.normal(size=s) for s in shapes], rng=rng)
+
+
+def test_verify_grad_pytree_static_and_kwargs(rng):
+    @as_pytensor_op
+    def f(tree, scale, *, mode="tanh"):
+        act = getattr(jnp, mode)
+        return {"a": act(tree["u"] * scale), "b": [jnp.sum(tree["v"] ** 3)]}
+
+    def combined(u, v, scale):
+        out = f({"u": u, "v": v}, scale, mode="sin")
+        return out["a"].sum() * 0.5 + out["b"][0]
+
+    verify_grad(combined, [rng.normal(size=3), rng.normal(size=2), np.array(1.3)], rng=rng)
+
+
+def test_wraps_jitted_and_custom_vjp_functions(rng):
+    @jax.custom_vjp
+    def softplus(x):
+        return jnp.logaddexp(x, 0.0)
+
+    softplus.defvjp(lambda x: (softplus(x), x), lambda x, g: (g * jax.nn.sigmoid(x),))
+    jitted = jax.jit(lambda x: jnp.sum(softplus(x) ** 2))
+
+    verify_grad(as_pytensor_op(jitted), [rng.normal(size=4)], rng=rng)
+    verify_grad(as_pytensor_op(lambda x: jnp.sum(softplus(x))), [rng.normal(size=4)], rng=rng)
+
+
+def test_float32_inputs_keep_their_dtype(rng):
+    x = pt.vector("x", dtype="float32")
+    out = as_pytensor_op(lambda x: jnp.sum(x**2))(x)
+    assert out.dtype == "float32"
+    xv = rng.normal(size=3).astype("float32")
+    np.testing.assert_allclose(out.eval({x: xv}), np.sum(xv**2), rtol=1e-6)
+    # Mixed with a float64 input, JAX promotes exactly like NumPy.
+    y = pt.scalar("y")
+    mixed = as_pytensor_op(lambda x, y: jnp.sum(x) * y)(x, y)
+    assert mixed.dtype == "float64"
