@@ -1,0 +1,71 @@
+"""Per-call cost of logp + gradient of the seed HMM model, three ways, side by side.
+
+- ``pymc_jaxops``: ``model.logp_dlogp_function()`` (PyMC's default backend) with the HMM
+  likelihood wrapped by ``@as_pytensor_op``: one JAX call per evaluation.
+- ``pytensor.wrap_jax``: the same model with PyTensor's own wrapper (forward and VJP are two
+  separate JAX calls).
+- pure JAX: ``jax.jit(jax.value_and_grad(...))`` of PyMC's own JAX logp of the same model
+  (every model term in one XLA program): the limit.
+
+Run: ``python benchmarks/bench_hmm.py [--calls N] [--rounds R]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import pytensor  # noqa: E402
+from jax.flatten_util import ravel_pytree  # noqa: E402
+from pymc.sampling.jax import get_jaxified_graph  # noqa: E402
+
+from benchmarks._common import banner, per_call_us  # noqa: E402
+from examples.marginal_hmm import build_model, hmm_logp, simulate  # noqa: E402
+
+
+def _pymc_logp_dlogp(model):
+    fn = model.logp_dlogp_function(ravel_inputs=True)
+    fn.set_extra_values({})
+    fn._pytensor_function.trust_input = True
+    x = np.concatenate([np.ravel(v) for v in model.initial_point().values()])
+    return lambda: fn(x)
+
+
+def _pure_jax(model):
+    point = model.initial_point()
+    logp_fn = get_jaxified_graph(inputs=model.value_vars, outputs=[model.logp()])
+    flat, unravel = ravel_pytree([point[v.name] for v in model.value_vars])
+    vg = jax.jit(jax.value_and_grad(lambda x: logp_fn(*unravel(x))[0]))
+    return lambda: jax.block_until_ready(vg(flat))
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args(argv)
+    banner("HMM logp+grad per call (70 sequences x 50 steps, 3 states)")
+    emissions = simulate()
+    ours = build_model(emissions)
+    theirs = build_model(emissions, logp_op=pytensor.wrap_jax(hmm_logp))
+    fns = {
+        "pymc_jaxops": _pymc_logp_dlogp(ours),
+        "pytensor.wrap_jax": _pymc_logp_dlogp(theirs),
+        "pure JAX value_and_grad": _pure_jax(ours),
+    }
+    values = {name: float(np.asarray(f()[0])) for name, f in fns.items()}
+    assert np.allclose(list(values.values()), values["pymc_jaxops"], rtol=1e-9), values
+    us = per_call_us(fns, args.calls, args.rounds)
+    limit = us["pure JAX value_and_grad"]
+    print(f"{'':26s} {'us/call':>10s} {'x pure JAX':>11s}")
+    for name, t in us.items():
+        print(f"{name:26s} {t:10.1f} {t / limit:11.2f}")
+
+
+if __name__ == "__main__":
+    main()
