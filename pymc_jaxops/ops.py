@@ -16,7 +16,7 @@ from typing import Any
 import jax
 import numpy as np
 import pytensor.tensor as pt
-from pytensor.gradient import DisconnectedType, disconnected_type
+from pytensor.gradient import DisconnectedType, disconnected_type, grad_undefined
 from pytensor.graph.basic import Apply, Constant, Variable
 from pytensor.graph.op import Op
 from pytensor.tensor.exceptions import ShapeError
@@ -40,6 +40,10 @@ def _jitted(fn: Callable) -> Callable:
 
 def _is_float(dtype: str) -> bool:
     return dtype.startswith("float")
+
+
+def _is_inexact(dtype: str) -> bool:
+    return dtype.startswith(("float", "complex"))
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,8 @@ class JaxOp(Op):
         Output types and symbolic output dims (see :func:`pymc_jaxops.shapes.infer_outputs`).
     name : str, optional
         Shown when the graph is printed.
+    input_names : sequence of str, optional
+        The user's names for the inputs, for error messages.
     """
 
     __props__ = ("fn", "input_types")
@@ -94,11 +100,13 @@ class JaxOp(Op):
         input_types: Sequence[TensorType],
         signature: OutputSignature,
         name: str | None = None,
+        input_names: Sequence[str] | None = None,
     ):
         self.fn = fn
         self.input_types = tuple(input_types)
         self.signature = signature
         self.name = name or getattr(fn, "__name__", "jax_fn")
+        self.input_names = tuple(input_names or (f"input {i}" for i in range(len(input_types))))
 
     def __str__(self) -> str:
         return f"{type(self).__name__}{{{self.name}}}"
@@ -149,11 +157,25 @@ class JaxOp(Op):
         ]
 
     def connection_pattern(self, node):
+        # Integer graph roots stay "connected" so that asking for their gradient reaches
+        # L_op and gets an error naming the argument; computed integers (argmax(x), say)
+        # are disconnected, which is exact for piecewise-constant functions.
         return [
-            [_is_float(i.dtype) and _is_float(o.dtype) for o in node.outputs] for i in node.inputs
+            [
+                (_is_inexact(i.dtype) and _is_inexact(o.dtype)) or _is_int_root(i)
+                for o in node.outputs
+            ]
+            for i in node.inputs
         ]
 
     def L_op(self, inputs, outputs, output_grads):
+        for k, (o, g) in enumerate(zip(outputs, output_grads, strict=True)):
+            if o.dtype.startswith("complex") and not isinstance(g.type, DisconnectedType):
+                raise NotImplementedError(
+                    f"{self.name}: output {k} is complex ({o.dtype}); gradients through complex "
+                    "outputs are not supported. Return real and imaginary parts (or abs/angle) "
+                    "as separate float outputs."
+                )
         ct_mask = tuple(
             _is_float(o.dtype) and not isinstance(g.type, DisconnectedType)
             for o, g in zip(outputs, output_grads, strict=True)
@@ -162,7 +184,7 @@ class JaxOp(Op):
         # which gradients the compiled graph really uses.
         wrt_mask = tuple(_is_float(i.dtype) and not isinstance(i, Constant) for i in inputs)
         if not (any(ct_mask) and any(wrt_mask)):
-            return [_zero_grad(i) for i in inputs]
+            return [self._zero_grad(k, i) for k, i in enumerate(inputs)]
         vg = JaxValueAndGradOp(self, ct_mask, wrt_mask)
         cotangents = [
             t.filter_variable(pt.cast(g, o.dtype))
@@ -170,12 +192,28 @@ class JaxOp(Op):
             if m
         ]
         grads = iter(vg(*inputs, *cotangents, return_list=True)[len(outputs) :])
-        return [next(grads) if w else _zero_grad(i) for i, w in zip(inputs, wrt_mask, strict=True)]
+        return [
+            next(grads) if w else self._zero_grad(k, i)
+            for k, (i, w) in enumerate(zip(inputs, wrt_mask, strict=True))
+        ]
+
+    def _zero_grad(self, k: int, x: Variable) -> Variable:
+        if _is_float(x.dtype):
+            return pt.zeros_like(x)  # a constant input
+        if _is_int_root(x):
+            return grad_undefined(
+                self,
+                k,
+                x,
+                f"{self.name}: argument `{self.input_names[k]}` is {x.dtype}, and JAX cannot "
+                "differentiate integer or boolean inputs. Pass it as a float array if you "
+                "need its gradient, or leave it out of `wrt`.",
+            )
+        return disconnected_type()
 
 
-def _zero_grad(x: Variable) -> Variable:
-    # Integer inputs are not differentiable (disconnected); float constants get zeros.
-    return pt.zeros_like(x) if _is_float(x.dtype) else disconnected_type()
+def _is_int_root(x: Variable) -> bool:
+    return x.owner is None and not isinstance(x, Constant) and not _is_inexact(x.dtype)
 
 
 class JaxValueAndGradOp(JaxOp):
@@ -217,6 +255,10 @@ class JaxValueAndGradOp(JaxOp):
             input_types,
             signature,
             name=f"value_and_grad({base.name})",
+            input_names=(
+                *base.input_names,
+                *(f"cotangent of output {k}" for k, m in enumerate(ct_mask) if m),
+            ),
         )
 
     @property

@@ -209,16 +209,21 @@ class PytensorJaxFunction:
             signature = infer_outputs(flat.tree, input_types, lambda: _concrete_shapes(inputs))
         except Exception as err:
             raise self._trace_error(err, paths, input_types) from err
-        return _OP_CACHE.setdefault(key, JaxOp(flat, input_types, signature, name=self.__name__))
-
+        names = [self._describe(p).strip("`") for p in paths]
+        op = JaxOp(flat, input_types, signature, name=self.__name__, input_names=names)
+        return _OP_CACHE.setdefault(key, op)
 
     def _trace_error(self, err: Exception, paths, input_types) -> Exception:
         names = [self._describe(p).strip("`") for p in paths]
         message = re.sub(
             r"\bin(\d+)d(\d+)\b", lambda m: f"{names[int(m[1])]}.shape[{m[2]}]", str(err)
         )
+        # JAX numbers our flat inputs args[k] and points into our tracing helper: say which
+        # argument of the user's function it means instead.
+        message = re.sub(r"\bargs\[(\d+)\]", lambda m: f"`{names[int(m[1])]}`", message)
+        message = re.sub(r"The error occurred while tracing the function flat at \S+ for \w+\. ?", "", message)
         hint = _HINTS.get(type(err).__name__, "")
-        if not hint and message != str(err):
+        if not hint and re.search(r"\bin\d+d\d+\b", str(err)):
             hint = (
                 "PyTensor does not know these input dims at build time, so JAX traced them "
                 "symbolically; if the function needs a fixed size, give the input a static "
