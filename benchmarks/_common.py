@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import time
@@ -13,13 +14,13 @@ def banner(title: str) -> None:
     packages = ["pymc", "pytensor", "jax", "jaxlib", "numpyro", "blackjax", "nutpie", "numba"]
     found = []
     for p in packages:
-        try:
+        with contextlib.suppress(PackageNotFoundError):
             found.append(f"{p} {version(p)}")
-        except PackageNotFoundError:
-            pass
     print(f"== {title}")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"{platform.system()} {platform.release()}, Python {platform.python_version()}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"{platform.system()} {platform.release()}, Python {platform.python_version()}"
+    )
     print("versions: " + ", ".join(found))
 
 

@@ -18,14 +18,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-import pytensor  # noqa: E402
-from jax.flatten_util import ravel_pytree  # noqa: E402
-from pymc.sampling.jax import get_jaxified_graph  # noqa: E402
+import jax
+import numpy as np
+import pytensor
+from jax.flatten_util import ravel_pytree
+from pymc.sampling.jax import get_jaxified_graph
 
-from benchmarks._common import banner, per_call_us  # noqa: E402
-from examples.marginal_hmm import build_model, hmm_logp, simulate  # noqa: E402
+from benchmarks._common import banner, per_call_us
+from examples.marginal_hmm import build_model, hmm_logp, simulate
 
 
 def _pymc_logp_dlogp(model):

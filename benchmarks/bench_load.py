@@ -12,13 +12,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import pytensor  # noqa: E402
-import pytensor.tensor as pt  # noqa: E402
+import jax.numpy as jnp
+import numpy as np
+import pytensor
+import pytensor.tensor as pt
 
-from benchmarks._common import banner  # noqa: E402
-from pymc_jaxops import as_pytensor_op  # noqa: E402
+from benchmarks._common import banner
+from pymc_jaxops import as_pytensor_op
 
 
 def _rss_mb() -> float:

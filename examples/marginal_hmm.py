@@ -89,7 +89,9 @@ def build_custom_dist_model(emissions: np.ndarray) -> pm.Model:
     # passed as a parameter of shape (t,) that only fixes the signature.
     # CustomDist hands the parameters over with a leading batch axis of length 1.
     def logp(value, signal, noise, p_init, p_trans, _steps):
-        signal, noise, p_init, p_trans = (pt.squeeze(p, 0) for p in (signal, noise, p_init, p_trans))
+        signal, noise, p_init, p_trans = (
+            pt.squeeze(p, 0) for p in (signal, noise, p_init, p_trans)
+        )
         return sequence_logp_op(value, signal, noise, pt.log(p_init), pt.log(p_trans))
 
     coords = {"sequence": range(emissions.shape[0]), "step": range(emissions.shape[1])}

@@ -92,7 +92,7 @@ class JaxOp(Op):
         The user's names for the inputs, for error messages.
     """
 
-    __props__ = ("fn", "input_types")
+    __props__: tuple[str, ...] = ("fn", "input_types")
 
     def __init__(
         self,
@@ -197,7 +197,7 @@ class JaxOp(Op):
             for k, (i, w) in enumerate(zip(inputs, wrt_mask, strict=True))
         ]
 
-    def _zero_grad(self, k: int, x: Variable) -> Variable:
+    def _zero_grad(self, k: int, x) -> Variable:
         if _is_float(x.dtype):
             return pt.zeros_like(x)  # a constant input
         if _is_int_root(x):
@@ -212,7 +212,7 @@ class JaxOp(Op):
         return disconnected_type()
 
 
-def _is_int_root(x: Variable) -> bool:
+def _is_int_root(x) -> bool:
     return x.owner is None and not isinstance(x, Constant) and not _is_inexact(x.dtype)
 
 
@@ -235,7 +235,10 @@ class JaxValueAndGradOp(JaxOp):
         bsig = base.signature
         wrt = [i for i, w in enumerate(self.wrt_mask) if w]
         grad_dims = [
-            tuple(s if s is not None else _symbol(i, d) for d, s in enumerate(base.input_types[i].shape))
+            tuple(
+                s if s is not None else _symbol(i, d)
+                for d, s in enumerate(base.input_types[i].shape)
+            )
             for i in wrt
         ]
         sources = dict(bsig.sources)
@@ -249,7 +252,10 @@ class JaxValueAndGradOp(JaxOp):
             sources=tuple(sorted(sources.items())),
             treedef=None,
         )
-        input_types = (*base.input_types, *(t for t, m in zip(bsig.types, ct_mask, strict=True) if m))
+        input_types = (
+            *base.input_types,
+            *(t for t, m in zip(bsig.types, ct_mask, strict=True) if m),
+        )
         super().__init__(
             _ValueAndGrad(base.fn, n_in, self.ct_mask, self.wrt_mask),
             input_types,

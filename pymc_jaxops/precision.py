@@ -21,7 +21,7 @@ def ensure_x64(dtypes: Iterable, what: str) -> None:
     once per process when it has to flip the switch.
     """
     global _warned
-    if jax.config.jax_enable_x64:
+    if jax.config.read("jax_enable_x64"):
         return
     if not any(np.dtype(d) in _NEEDS_X64 for d in dtypes):
         return

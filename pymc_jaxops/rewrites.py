@@ -12,8 +12,8 @@ default C/VM mode, NUMBA and JAX). It
 from __future__ import annotations
 
 from pytensor.compile.mode import optdb
-from pytensor.graph.traversal import ancestors
 from pytensor.graph.rewriting.basic import GraphRewriter
+from pytensor.graph.traversal import ancestors
 
 from pymc_jaxops.ops import JaxOp, JaxValueAndGradOp
 

@@ -42,10 +42,17 @@ def _symbol(i: int, d: int) -> str:
 
 def _structs(input_types: Sequence[TensorType], shared: bool):
     """ShapeDtypeStructs for the inputs, unknown dims replaced by symbols."""
-    unknown = [(i, d) for i, t in enumerate(input_types) for d, s in enumerate(t.shape) if s is None]
+    unknown = [
+        (i, d) for i, t in enumerate(input_types) for d, s in enumerate(t.shape) if s is None
+    ]
     names = ["n"] if shared else [_symbol(i, d) for i, d in unknown]
-    symbols = dict(zip(names, jax.export.symbolic_shape(", ".join(names)), strict=True)) if unknown else {}
-    structs, sources = [], {}
+    symbols = (
+        dict(zip(names, jax.export.symbolic_shape(", ".join(names)), strict=True))
+        if unknown
+        else {}
+    )
+    structs: list[jax.ShapeDtypeStruct] = []
+    sources: dict[str, tuple[int, int]] = {}
     for i, t in enumerate(input_types):
         shape = []
         for d, s in enumerate(t.shape):
@@ -92,7 +99,7 @@ def infer_outputs(
         structs, sources = _structs(input_types, shared)
         try:
             outs, treedef = _trace(fn, structs)
-        except Exception as err:  # noqa: BLE001 - any tracing failure means "try the next way"
+        except Exception as err:
             first_error = first_error or err
             continue
         dims = tuple(tuple(_as_dim(d) for d in o.shape) for o in outs)
@@ -110,7 +117,7 @@ def infer_outputs(
             ]
             try:
                 outs, treedef = _trace(fn, structs)
-            except Exception:  # noqa: BLE001
+            except Exception:
                 pass
             else:
                 types = tuple(TensorType(o.dtype, shape=(None,) * o.ndim) for o in outs)
@@ -156,7 +163,11 @@ def dim_to_pytensor(expr: str, env: dict):
             return result
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
             return -ev(node.operand)
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _CALLS:
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in _CALLS
+        ):
             return _CALLS[node.func.id](*[ev(a) for a in node.args])
         raise NotImplementedError(f"cannot translate symbolic dim {expr!r}")
 

@@ -14,7 +14,7 @@ import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar, overload
+from typing import Any, TypeVar, cast, overload
 
 import jax
 import numpy as np
@@ -48,7 +48,7 @@ class _FlatCall:
 
     @property
     def __name__(self) -> str:
-        return self.wrapped.__name__
+        return str(self.wrapped.__name__)
 
     def tree(self, *arrays):
         """Call the user's function; return its output pytree."""
@@ -144,7 +144,8 @@ class PytensorJaxFunction:
         paths_leaves, treedef = jax.tree_util.tree_flatten_with_path(
             (args, kwargs), is_leaf=lambda x: isinstance(x, Variable)
         )
-        inputs, static = [], []
+        inputs: list[TensorVariable] = []
+        static: list[tuple[type, Any] | None] = []
         for path, leaf in paths_leaves:
             if isinstance(leaf, _ARRAY_LEAVES) and not isinstance(leaf, bool):
                 inputs.append(self._as_input(leaf, path))
@@ -162,8 +163,10 @@ class PytensorJaxFunction:
                     ) from None
                 static.append((type(leaf), leaf))
         flat = _FlatCall(self, treedef, tuple(static))
-        op = self._op(flat, inputs, [p for (p, _), s in zip(paths_leaves, static, strict=True) if s is None])
-        outputs = op(*inputs, return_list=True)
+        op = self._op(
+            flat, inputs, [p for (p, _), s in zip(paths_leaves, static, strict=True) if s is None]
+        )
+        outputs = cast(list, op(*inputs, return_list=True))
         return jax.tree.unflatten(op.signature.treedef, outputs)
 
     def _describe(self, path) -> str:
@@ -221,7 +224,9 @@ class PytensorJaxFunction:
         # JAX numbers our flat inputs args[k] and points into our tracing helper: say which
         # argument of the user's function it means instead.
         message = re.sub(r"\bargs\[(\d+)\]", lambda m: f"`{names[int(m[1])]}`", message)
-        message = re.sub(r"The error occurred while tracing the function flat at \S+ for \w+\. ?", "", message)
+        message = re.sub(
+            r"The error occurred while tracing the function flat at \S+ for \w+\. ?", "", message
+        )
         hint = _HINTS.get(type(err).__name__, "")
         if not hint and re.search(r"\bin\d+d\d+\b", str(err)):
             hint = (

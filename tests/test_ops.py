@@ -17,7 +17,7 @@ import pytest
 from pytensor.gradient import NullTypeGradError, hessian
 
 from pymc_jaxops import as_pytensor_op
-from pymc_jaxops.ops import JaxOp, JaxValueAndGradOp
+from pymc_jaxops.ops import JaxValueAndGradOp
 
 
 def _cubic(x, a):
@@ -48,7 +48,11 @@ def test_integer_inputs_are_not_differentiated(rng):
     x, idx = pt.vector("x"), pt.lvector("idx")
     out = take(x, idx)
     g = pt.grad(out, x)
-    vg = [n for n in pytensor.graph.ancestors([g]) if n.owner and isinstance(n.owner.op, JaxValueAndGradOp)]
+    vg = [
+        n
+        for n in pytensor.graph.ancestors([g])
+        if n.owner and isinstance(n.owner.op, JaxValueAndGradOp)
+    ]
     assert vg and vg[0].owner.op.wrt_mask == (True, False)
     f = pytensor.function([x, idx], g)
     np.testing.assert_allclose(f(np.arange(4.0), np.array([1, 3, 3])), [0, 2, 0, 12])
@@ -62,7 +66,7 @@ def test_gradient_of_one_output_of_several(rng):
         return jnp.sum(x**2), jnp.prod(x)
 
     x = pt.vector("x")
-    s, p = two(x)
+    _s, p = two(x)
     f = pytensor.function([x], pt.grad(p, x))
     xv = np.array([1.5, 2.0, -1.0])
     np.testing.assert_allclose(f(xv), [-2.0, -1.5, 3.0])

@@ -6,8 +6,7 @@ import numpy as np
 import pytensor.tensor as pt
 import pytest
 
-from pymc_jaxops import as_pytensor_op
-from pymc_jaxops import precision
+from pymc_jaxops import as_pytensor_op, precision
 
 
 def test_x64_is_on_after_import():

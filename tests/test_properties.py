@@ -5,8 +5,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytensor
-import pytest
 import pytensor.tensor as pt
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -54,7 +54,8 @@ def cases(draw):
 def test_value_gradient_and_shape_agree_with_jax(case):
     shape, dtype, known, fn, seed = case
     value = np.random.default_rng(seed).normal(size=shape).astype(dtype)
-    x = pt.tensor("x", dtype=dtype, shape=tuple(s if k else None for s, k in zip(shape, known)))
+    static_shape = tuple(s if k else None for s, k in zip(shape, known, strict=True))
+    x = pt.tensor("x", dtype=dtype, shape=static_shape)
     out = as_pytensor_op(fn)(x)
 
     want = fn(jnp.asarray(value))

@@ -85,5 +85,5 @@ def test_rewrite_active_in_numba_and_jax_modes():
         f = pytensor.function([x], [out, pt.grad(out, x)], mode=mode)
         nodes = _jax_nodes(f)
         assert len(nodes) == 1 and isinstance(nodes[0].op, JaxValueAndGradOp), mode
-        v, g = f(np.array([0.1, 0.2]))
+        _v, g = f(np.array([0.1, 0.2]))
         np.testing.assert_allclose(g, -np.sin([0.1, 0.2]))

@@ -29,9 +29,9 @@ def test_infer_shape_is_exact_and_does_not_run_jax():
     x = pt.vector("x")
     a, b = f(x)
     shape_fn = pytensor.function([x], [a.shape, b.shape])
-    assert not any(
-        isinstance(n.op, JaxOp) for n in shape_fn.maker.fgraph.apply_nodes
-    ), "shapes should come from infer_shape, not from running the Op"
+    assert not any(isinstance(n.op, JaxOp) for n in shape_fn.maker.fgraph.apply_nodes), (
+        "shapes should come from infer_shape, not from running the Op"
+    )
     sa, sb = shape_fn(np.zeros(6))
     assert tuple(sa) == (11,) and tuple(sb) == (3, 6)
 

@@ -1,7 +1,6 @@
 """The seed HMM: exact logp and gradient, one JAX call per logp+dlogp, set_data, sampling."""
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pymc as pm
 import pytensor
@@ -68,7 +67,9 @@ def test_model_logp_dlogp_runs_the_jax_forward_once_per_call():
     model = build_model(EMISSIONS, logp_op=counted)
     fn = model.logp_dlogp_function(ravel_inputs=True)
     fn.set_extra_values({})
-    jax_nodes = [n for n in fn._pytensor_function.maker.fgraph.apply_nodes if isinstance(n.op, JaxOp)]
+    jax_nodes = [
+        n for n in fn._pytensor_function.maker.fgraph.apply_nodes if isinstance(n.op, JaxOp)
+    ]
     assert [type(n.op) for n in jax_nodes] == [JaxValueAndGradOp]
     x = np.concatenate([np.ravel(v) for v in model.initial_point().values()])
     fn(x)
@@ -97,7 +98,9 @@ def test_custom_dist_pointwise_loglik_sums_to_the_potential():
     point = potential.initial_point()
     per_seq = custom.compile_fn(custom.logp(vars=[custom["emissions"]], sum=False)[0])(point)
     assert per_seq.shape == (70,)
-    total = potential.compile_logp()(point) - potential.compile_logp(vars=potential.free_RVs)(point)
+    total = potential.compile_logp()(point) - potential.compile_logp(vars=potential.free_RVs)(
+        point
+    )
     np.testing.assert_allclose(per_seq.sum(), total, rtol=1e-10)
 
 
