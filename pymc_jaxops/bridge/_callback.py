@@ -25,16 +25,18 @@ def callback_call(
     args: Sequence[jax.Array],
     out_specs: Sequence[jax.ShapeDtypeStruct],
     tuple_result: bool,
+    unwrap_scalars: bool = True,
 ) -> tuple[jax.Array, ...]:
     """Call ``fn`` on the host through ``jax.pure_callback``; one result per ``out_specs``.
 
     Batching is ``vmap_method="sequential"``: the function is called once per batch
-    element, so it only ever sees the shapes it was written for.
+    element, so it only ever sees the shapes it was written for. ``unwrap_scalars=False``
+    passes rank-0 arguments as 0-d arrays, as PyTensor's ``perform`` expects.
     """
     out_specs = tuple(out_specs)
 
     def host(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
-        result = fn(*(_as_argument(a) for a in arrays))
+        result = fn(*(_as_argument(a) if unwrap_scalars else np.asarray(a) for a in arrays))
         results = tuple(result) if tuple_result else (result,)
         if len(results) != len(out_specs):
             raise ValueError(

@@ -96,7 +96,7 @@ def _describe(t: types.Type) -> str:
     return f"a {t} scalar" if isinstance(t, types.Number | types.Boolean) else str(t)
 
 
-def _check_result(kernel: Kernel, result: types.Type, out_sig: Sequence[tuple]) -> None:
+def check_result(kernel: Kernel, result: types.Type, out_sig: Sequence[tuple]) -> None:
     """Compare Numba's inferred return type with the declared outputs, at trace time."""
     if kernel.n_out == 1:
         results = [result]
@@ -159,7 +159,10 @@ def compile_kernel(kernel: Kernel, in_sig: Sequence[tuple], names: Sequence[str]
         if matches:
             cres = matches[0]
         else:
-            have = "; ".join(str(s) for s in fn.signatures)  # type: ignore[attr-defined]
+            have = "; ".join(
+                "(" + ", ".join(str(t) for t in sig) + ")"
+                for sig in fn.signatures  # type: ignore[attr-defined]
+            )  # type: ignore[attr-defined]
             raise KernelTypeError(
                 f"{kernel.label} was compiled for fixed signatures ({have}) and none accepts "
                 f"({shown}). Cast the arguments to a declared type, or add a signature."

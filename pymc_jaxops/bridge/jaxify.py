@@ -10,10 +10,8 @@ from typing import Any, Literal, TypeAlias
 import jax
 import jax.numpy as jnp
 import numpy as np
-from numba.core.registry import CPUDispatcher
 
-from pymc_jaxops.bridge._callback import callback_call
-from pymc_jaxops.bridge._handler import Kernel, _check_result, compile_kernel, ffi_target
+from pymc_jaxops.bridge._route import call_kernels, can_ffi
 from pymc_jaxops.bridge._xla_ffi import DTYPE_CODES
 
 __all__ = ["numba_to_jax"]
@@ -26,10 +24,6 @@ _SUPPORTED = ", ".join(str(d) for d in DTYPE_CODES)
 
 def _label(fn: Callable[..., Any]) -> str:
     return getattr(fn, "__name__", None) or type(fn).__name__
-
-
-def _can_ffi(fn: Callable[..., Any]) -> bool:
-    return isinstance(fn, CPUDispatcher) and not fn.targetoptions.get("forceobj", False)
 
 
 def _param_names(fn: Callable[..., Any], n: int) -> list[str]:
@@ -111,34 +105,6 @@ class _Spec:
                 )
             )
         return jax.ShapeDtypeStruct(tuple(int(d) for d in o.shape), dtype)
-
-
-def _call(
-    kernels: Sequence[tuple[Callable[..., Any], int, str]],
-    args: Sequence[jax.Array],
-    names: Sequence[str],
-    out_specs: Sequence[jax.ShapeDtypeStruct],
-    tuple_outs: Sequence[bool],
-    ffi: bool,
-    fn_label: str,
-) -> tuple[jax.Array, ...]:
-    """Run kernels ``(fn, n_out, label)`` on ``args``; their outputs, concatenated."""
-    if not ffi:
-        outs: list[jax.Array] = []
-        for (fn, n_out, label), tup in zip(kernels, tuple_outs, strict=True):
-            specs = out_specs[len(outs) : len(outs) + n_out]
-            outs += callback_call(fn, label, args, specs, tup)
-        return tuple(outs)
-    in_sig = [(np.dtype(a.dtype), a.ndim) for a in args]
-    out_sig = [(np.dtype(s.dtype), len(s.shape)) for s in out_specs]
-    ks = [Kernel(fn, n_out, label) for fn, n_out, label in kernels]
-    j = 0
-    for k in ks:
-        _check_result(k, compile_kernel(k, in_sig, names), out_sig[j : j + k.n_out])
-        j += k.n_out
-    target = ffi_target(ks, in_sig, out_sig, fn_label)
-    call = jax.ffi.ffi_call(target, tuple(out_specs), vmap_method="expand_dims")
-    return tuple(call(*args))
 
 
 def _zero_cotangent(a: jax.Array) -> Any:
@@ -226,7 +192,7 @@ def numba_to_jax(
     def use_ffi(f: Callable[..., Any], role: str) -> bool:
         if backend == "callback":
             return False
-        if _can_ffi(f):
+        if can_ffi(f):
             return True
         if backend == "ffi":
             raise TypeError(
@@ -243,7 +209,7 @@ def numba_to_jax(
 
     def primal(*args: Any) -> Any:
         spec = _Spec(fn, out, args)
-        outs = _call(
+        outs = call_kernels(
             [(fn, len(spec.out_specs), label)],
             spec.args,
             spec.names,
@@ -292,9 +258,11 @@ def numba_to_jax(
                 # Value and gradient in one FFI call: what NUTS needs at every leapfrog step.
                 kernels = [(fn, 1, label), (grad, len(cspecs), deriv_label)]
                 specs = spec.out_specs + cspecs
-                res = _call(kernels, spec.args, spec.names, specs, [False, tup], True, label)
+                res = call_kernels(
+                    kernels, spec.args, spec.names, specs, [False, tup], True, label
+                )
                 return res[0], (spec.args, res[1:])
-            grads = _call(
+            grads = call_kernels(
                 [(grad, len(cspecs), deriv_label)],
                 spec.args,
                 spec.names,
@@ -314,7 +282,7 @@ def numba_to_jax(
             cts = [jnp.asarray(c, s.dtype) for c, s in zip(cts, spec.out_specs, strict=True)]
             cspecs = cotangent_specs(spec)
             names = [*spec.names, *(f"cotangent{j}" for j in range(len(cts)))]
-            grads = _call(
+            grads = call_kernels(
                 [(vjp, len(cspecs), deriv_label)],
                 [*spec.args, *cts],
                 names,
