@@ -9,6 +9,7 @@ returns a tuple) so the two paths are interchangeable.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import numpy as np
@@ -36,7 +37,7 @@ def callback_call(
     out_specs = tuple(out_specs)
 
     def host(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
-        result = fn(*(_as_argument(a) if unwrap_scalars else np.asarray(a) for a in arrays))
+        result: Any = fn(*(_as_argument(a) if unwrap_scalars else np.asarray(a) for a in arrays))
         results = tuple(result) if tuple_result else (result,)
         if len(results) != len(out_specs):
             raise ValueError(

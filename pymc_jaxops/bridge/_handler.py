@@ -26,6 +26,7 @@ from numba import types
 from numba.core.errors import NumbaError
 from numba.extending import overload
 
+from pymc_jaxops.bridge import _frame
 from pymc_jaxops.bridge import _xla_ffi as abi
 
 # Compiled handlers must outlive every executable that calls them: XLA keeps raw function
@@ -34,6 +35,16 @@ _TARGETS: dict[tuple, str] = {}
 _KEEPALIVE: list[object] = []
 _LOCK = threading.Lock()
 _COUNTER = itertools.count()
+_frame_helpers = (
+    "answer_metadata",
+    "api_of",
+    "batch_size",
+    "check",
+    "core_size",
+    "data",
+    "dim",
+    "input_offset",
+)
 
 _SCALAR_TYPES = {
     np.dtype(np.float32): types.float32,
@@ -98,6 +109,11 @@ def _describe(t: types.Type) -> str:
 
 def check_result(kernel: Kernel, result: types.Type, out_sig: Sequence[tuple]) -> None:
     """Compare Numba's inferred return type with the declared outputs, at trace time."""
+    if kernel.n_out == 1 and isinstance(result, types.BaseTuple):
+        raise KernelTypeError(
+            f"{kernel.label} returns a tuple of {len(result)} values, but one output is "
+            f"declared; declare a tuple of {len(result)} outputs."
+        )
     if kernel.n_out == 1:
         results = [result]
     elif isinstance(result, types.BaseTuple) and len(result) == kernel.n_out:
@@ -187,97 +203,46 @@ def compile_kernel(kernel: Kernel, in_sig: Sequence[tuple], names: Sequence[str]
     return cres.signature.return_type
 
 
-def _message(text: str) -> tuple[int, np.ndarray]:
+def _message(text: str) -> int:
     buf = np.frombuffer(text.encode() + b"\0", dtype=np.uint8).copy()
     _KEEPALIVE.append(buf)
-    return buf.ctypes.data, buf
+    return buf.ctypes.data
 
 
 def _handler_source(
     kernels: Sequence[Kernel], in_sig: Sequence[tuple], out_sig: Sequence[tuple]
-) -> tuple[str, dict[str, str]]:
-    """Python source of the cfunc body for this signature, plus its error messages."""
-    n_in, n_out = len(in_sig), len(out_sig)
+) -> tuple[str, dict[str, str], list[str]]:
+    """Python source of the cfunc for this signature, its messages and its check messages.
+
+    Only the kernel-specific lines are generated; the frame handling lives in ``_frame``.
+    """
+    n_in, n = len(in_sig), len(in_sig) + len(out_sig)
+    sig = [("input", i, dt, r) for i, (dt, r) in enumerate(in_sig)]
+    sig += [("output", j, dt, r) for j, (dt, r) in enumerate(out_sig)]
+    checks = [f"expected {n_in} inputs and {n - n_in} outputs"]
+    checks += [f"{w} {k} is not {dt}, which the handler was compiled for" for w, k, dt, _ in sig]
+    checks += [f"{w} {k} does not have rank {r} plus the batch dims" for w, k, _, r in sig]
+    checks += ["an input's batch dimensions do not broadcast against the output's"]
     msgs: dict[str, str] = {}
     lines = [
         "def handler(frame):",
         "    f = addr_of(frame)",
-        "    ext = load_i64(f, FRAME_EXTENSION_START)",
-        # XLA calls every typed handler once at registration, with a metadata extension,
-        # to learn which FFI API version it was built against.
-        "    if ext != 0 and load_i32(ext, EXT_TYPE) == EXTENSION_METADATA:",
-        "        meta = load_i64(ext, METAEXT_METADATA)",
-        "        store_i64(meta, META_VERSION_STRUCT_SIZE, API_VERSION_STRUCT_SIZE)",
-        "        store_i64(meta, META_VERSION_EXT, 0)",
-        "        store_i32(meta, META_VERSION_MAJOR, API_MAJOR)",
-        "        store_i32(meta, META_VERSION_MINOR, API_MINOR)",
-        "        store_i32(meta, META_TRAITS, 0)",
-        "        store_i64(meta, META_STATE_TYPE_ID, 0)",
+        "    if answer_metadata(f):",
         "        return null()",
-        "    api = load_i64(f, FRAME_API)",
-        f"    if load_i64(f, FRAME_ARGS_SIZE) != {n_in} or "
-        f"load_i64(f, FRAME_RETS_SIZE) != {n_out}:",
-        "        return create_error(api, MSG_arity, ERROR_INVALID_ARGUMENT)",
-        "    argv = load_i64(f, FRAME_ARGS_ARGS)",
-        "    retv = load_i64(f, FRAME_RETS_RETS)",
+        "    api = api_of(f)",
+        f"    nb = check(f, CODES, RANKS, {n_in})",
+        "    if nb < 0:",
+        "        return create_error(api, CHECK_MSGS[-nb - 1], ERROR_INVALID_ARGUMENT)",
+        f"    for b in range(batch_size(f, {n_in}, nb)):",
     ]
-    msgs["arity"] = f"expected {n_in} inputs and {n_out} outputs"
-    bufs = [(f"a{i}", dt, r, "argv", i) for i, (dt, r) in enumerate(in_sig)]
-    bufs += [(f"o{j}", dt, r, "retv", j) for j, (dt, r) in enumerate(out_sig)]
-    for name, dtype, rank, vec, k in bufs:
-        what = f"{'input' if name[0] == 'a' else 'output'} {k}"
-        msgs[f"dtype_{name}"] = f"{what} is not {dtype}; the handler was compiled for {dtype}"
-        msgs[f"rank_{name}"] = f"{what} does not have the rank the handler was compiled for"
-        lines += [
-            f"    b_{name} = load_i64({vec} + {8 * k}, 0)",
-            f"    if load_i32(b_{name}, BUF_DTYPE) != {abi.DTYPE_CODES[dtype]}:",
-            f"        return create_error(api, MSG_dtype_{name}, ERROR_INVALID_ARGUMENT)",
-            f"    p_{name} = load_i64(b_{name}, BUF_DATA)",
-            f"    d_{name} = load_i64(b_{name}, BUF_DIMS)",
-            f"    nb_{name} = load_i64(b_{name}, BUF_RANK) - {rank}",
-        ]
-    # All buffers carry the same number of leading batch dims (expand_dims batching); the
-    # first output has the full batch shape.
-    lines.append("    nb = nb_o0")
-    for name, *_ in bufs:
-        lines += [
-            f"    if nb_{name} != nb:",
-            f"        return create_error(api, MSG_rank_{name}, ERROR_INVALID_ARGUMENT)",
-        ]
-    for name, _dtype, rank, _vec, _k in bufs:
-        size = " * ".join([f"load_i64(d_{name} + 8 * (nb + {c}), 0)" for c in range(rank)])
-        lines.append(f"    n_{name} = {size or '1'}")
-        if rank:
-            dims = ", ".join(f"load_i64(d_{name} + 8 * (nb + {c}), 0)" for c in range(rank))
-            lines.append(f"    s_{name} = ({dims},)")
-    lines += [
-        "    nbatch = 1",
-        "    for k in range(nb):",
-        "        nbatch *= load_i64(d_o0 + 8 * k, 0)",
-    ]
-    msgs["bcast"] = "an input's batch dimensions do not broadcast against the output's"
-    lines += ["    for b in range(nbatch):", "        rem = b"]
-    for i in range(n_in):
-        lines += [f"        off_a{i} = 0", f"        st_a{i} = n_a{i}"]
-    lines += [
-        "        for k in range(nb - 1, -1, -1):",
-        "            size = load_i64(d_o0 + 8 * k, 0)",
-        "            idx = rem % size",
-        "            rem //= size",
-    ]
-    for i in range(n_in):
-        lines += [
-            f"            dim = load_i64(d_a{i} + 8 * k, 0)",
-            "            if dim == size:",
-            f"                off_a{i} += idx * st_a{i}",
-            "            elif dim != 1:",
-            "                return create_error(api, MSG_bcast, ERROR_INVALID_ARGUMENT)",
-            f"            st_a{i} *= dim",
-        ]
     for i, (dtype, rank) in enumerate(in_sig):
-        ptr = f"PTR_a{i}(p_a{i} + off_a{i} * {dtype.itemsize})"
-        view = f"{ptr}[0]" if rank == 0 else f"carray({ptr}, s_a{i})"
-        lines.append(f"        x{i} = {view}")
+        offset = f"input_offset(f, {i}, {n_in}, nb, b, {rank}) * {dtype.itemsize}"
+        ptr = f"PTR_{i}(data(f, {i}, {n_in}) + {offset})"
+        if rank == 0:
+            lines.append(f"        x{i} = {ptr}[0]")
+        else:
+            shape = ", ".join(f"dim(f, {i}, {n_in}, nb + {c})" for c in range(rank))
+            lines.append(f"        x{i} = carray({ptr}, ({shape},))")
     args = ", ".join(f"x{i}" for i in range(n_in))
     j0 = 0
     for k, kernel in enumerate(kernels):
@@ -293,20 +258,22 @@ def _handler_source(
         ]
         for m in range(kernel.n_out):
             j = j0 + m
-            dtype = out_sig[j][0]
+            i = n_in + j
+            dtype, rank = out_sig[j]
             value = f"r{k}" if kernel.n_out == 1 else f"r{k}[{m}]"
-            msgs[f"size_o{j}"] = (
+            msgs[f"size_{j}"] = (
                 f"{kernel.label} returned a result for output {j} whose number of elements "
-                f"differs from the declared output shape; fix the declared shape or the function"
+                "differs from the declared output shape; fix the declared shape or the function"
             )
             lines += [
-                f"        if not store(PTR_o{j}(p_o{j} + b * n_o{j} * {dtype.itemsize}), "
-                f"n_o{j}, {value}):",
-                f"            return create_error(api, MSG_size_o{j}, ERROR_FAILED_PRECONDITION)",
+                f"        size = core_size(f, {i}, {n_in}, nb, {rank})",
+                f"        ptr = PTR_{i}(data(f, {i}, {n_in}) + b * size * {dtype.itemsize})",
+                f"        if not store(ptr, size, {value}):",
+                f"            return create_error(api, MSG_size_{j}, ERROR_FAILED_PRECONDITION)",
             ]
         j0 += kernel.n_out
     lines.append("    return null()")
-    return "\n".join(lines) + "\n", msgs
+    return "\n".join(lines) + "\n", msgs, checks
 
 
 def ffi_target(
@@ -325,19 +292,29 @@ def ffi_target(
     with _LOCK:
         if key in _TARGETS:
             return _TARGETS[key]
-        src, msgs = _handler_source(kernels, in_sig, out_sig)
+        src, msgs, checks = _handler_source(kernels, in_sig, out_sig)
+        sig = [*in_sig, *out_sig]
         namespace: dict[str, object] = {
-            name: getattr(abi, name) for name in dir(abi) if name.isupper() or name[0] != "_"
+            **{name: getattr(_frame, name) for name in _frame_helpers},
+            "addr_of": abi.addr_of,
+            "null": abi.null,
+            "create_error": abi.create_error,
+            "ERROR_INVALID_ARGUMENT": abi.ERROR_INVALID_ARGUMENT,
+            "ERROR_FAILED_PRECONDITION": abi.ERROR_FAILED_PRECONDITION,
+            "carray": numba.carray,
+            "store": _store,
+            "CODES": np.array([abi.DTYPE_CODES[dt] for dt, _ in sig], dtype=np.int64),
+            "RANKS": np.array([r for _, r in sig], dtype=np.int64),
+            "CHECK_MSGS": np.array(
+                [_message(f"numba_to_jax({fn_label}): {m}") for m in checks], dtype=np.int64
+            ),
         }
-        namespace.update(carray=numba.carray, store=_store)
         for k, kernel in enumerate(kernels):
             namespace[f"K{k}"] = kernel.fn
-        for i, (dtype, _) in enumerate(in_sig):
-            namespace[f"PTR_a{i}"] = abi.POINTER_OF[dtype]
-        for j, (dtype, _) in enumerate(out_sig):
-            namespace[f"PTR_o{j}"] = abi.POINTER_OF[dtype]
+        for i, (dtype, _) in enumerate(sig):
+            namespace[f"PTR_{i}"] = abi.POINTER_OF[dtype]
         for key_, text in msgs.items():
-            namespace[f"MSG_{key_}"], _ = _message(f"numba_to_jax({fn_label}): {text}")
+            namespace[f"MSG_{key_}"] = _message(f"numba_to_jax({fn_label}): {text}")
         exec(compile(src, f"<numba_to_jax handler for {fn_label}>", "exec"), namespace)
         cfunc = numba.cfunc(types.voidptr(types.voidptr), nopython=True)(namespace["handler"])
         name = f"pymc_jaxops_numba_{next(_COUNTER)}"

@@ -165,6 +165,15 @@ def _addr(builder: ir.IRBuilder, base: ir.Value, offset: int, ty: ir.Type) -> ir
     return builder.inttoptr(raw, ty.as_pointer())
 
 
+def _at(builder: ir.IRBuilder, base: ir.Value, offset: ir.Value, ty: ir.Type) -> ir.Value:
+    return builder.inttoptr(builder.add(base, offset), ty.as_pointer())
+
+
+# Offsets are ordinary int64 arguments, not literals: a literal would make Numba type and
+# lower a fresh specialization per distinct offset, which made each handler take seconds to
+# compile. LLVM folds the constant additions all the same.
+
+
 @intrinsic
 def addr_of(typingctx, ptr):
     """``(intptr_t) ptr`` for a ``void*``."""
@@ -185,52 +194,48 @@ def null(typingctx):
     return types.voidptr(), codegen
 
 
-def _loader(bits: int):
-    @intrinsic
-    def load(typingctx, base, offset):
-        if not isinstance(offset, types.IntegerLiteral):
-            return None
+@intrinsic
+def load_i64(typingctx, base, offset):
+    """``*(int64_t*)(base + offset)``."""
 
-        def codegen(context, builder, sig, args):
-            ity = ir.IntType(bits)
-            val = builder.load(_addr(builder, args[0], sig.args[1].literal_value, ity))
-            return builder.sext(val, ir.IntType(64)) if bits < 64 else val
+    def codegen(context, builder, sig, args):
+        return builder.load(_at(builder, args[0], args[1], ir.IntType(64)))
 
-        return types.int64(types.int64, offset), codegen
-
-    return load
+    return types.int64(types.int64, types.int64), codegen
 
 
-load_i32 = _loader(32)
-load_i64 = _loader(64)
+@intrinsic
+def load_i32(typingctx, base, offset):
+    """``*(int32_t*)(base + offset)``, sign-extended."""
+
+    def codegen(context, builder, sig, args):
+        val = builder.load(_at(builder, args[0], args[1], ir.IntType(32)))
+        return builder.sext(val, ir.IntType(64))
+
+    return types.int64(types.int64, types.int64), codegen
 
 
 @intrinsic
 def store_i64(typingctx, base, offset, value):
-    """``*(int64_t*)(base + offset) = value``; offset must be a compile-time constant."""
-    if not isinstance(offset, types.IntegerLiteral):
-        return None
+    """``*(int64_t*)(base + offset) = value``."""
 
     def codegen(context, builder, sig, args):
-        ptr = _addr(builder, args[0], sig.args[1].literal_value, ir.IntType(64))
-        builder.store(args[2], ptr)
+        builder.store(args[2], _at(builder, args[0], args[1], ir.IntType(64)))
         return context.get_dummy_value()
 
-    return types.none(types.int64, offset, types.int64), codegen
+    return types.none(types.int64, types.int64, types.int64), codegen
 
 
 @intrinsic
 def store_i32(typingctx, base, offset, value):
-    """``*(int32_t*)(base + offset) = value``; offset must be a compile-time constant."""
-    if not isinstance(offset, types.IntegerLiteral):
-        return None
+    """``*(int32_t*)(base + offset) = value``."""
 
     def codegen(context, builder, sig, args):
-        ptr = _addr(builder, args[0], sig.args[1].literal_value, ir.IntType(32))
+        ptr = _at(builder, args[0], args[1], ir.IntType(32))
         builder.store(builder.trunc(args[2], ir.IntType(32)), ptr)
         return context.get_dummy_value()
 
-    return types.none(types.int64, offset, types.int64), codegen
+    return types.none(types.int64, types.int64, types.int64), codegen
 
 
 def _typed_pointer(nbtype):

@@ -220,9 +220,8 @@ def numba_to_jax(
         )
         return outs if spec.tuple_out else outs[0]
 
-    if deriv is None:
-        wrapped = primal
-    else:
+    wrapped: Any = primal
+    if deriv is not None:
         deriv_label = f"{'grad' if grad is not None else 'vjp'} of {label}"
 
         def cotangent_specs(spec: _Spec) -> list[jax.ShapeDtypeStruct]:
@@ -237,13 +236,11 @@ def numba_to_jax(
                 for i, a in enumerate(spec.args)
             )
 
-        @jax.custom_vjp
-        def wrapped(*args: Any) -> Any:
-            return primal(*args)
+        wrapped = jax.custom_vjp(primal)
 
         def fwd(*args: Any) -> tuple[Any, Any]:
             spec = _Spec(fn, out, args)
-            if vjp is not None:
+            if grad is None:
                 return primal(*args), (spec.args, ())
             if spec.tuple_out or spec.out_specs[0].shape != ():
                 raise TypeError(

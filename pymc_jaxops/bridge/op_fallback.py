@@ -158,7 +158,7 @@ def jax_funcify_fallback(op: Any, node: Any = None, **kwargs: Any) -> Callable[.
 
     label = str(op)
     n_out = len(node.outputs)
-    fn = getattr(op, "_FromFunctionOp__fn", None)
+    fn: Any = getattr(op, "_FromFunctionOp__fn", None)
     # A ``wrap_py`` of a Numba function runs through the FFI bridge, unless a rank-0 input
     # would reach it as a scalar where ``perform`` passes a 0-d array.
     use_ffi = can_ffi(fn) and all(i.type.ndim > 0 for i in node.inputs)
@@ -195,7 +195,7 @@ def jax_funcify_fallback(op: Any, node: Any = None, **kwargs: Any) -> Callable[.
             gradient.append(_gradient_fn(op, node))
         cts = tuple(jnp.asarray(c, dtype=o.dtype) for c, o in zip(cts, outs, strict=True))
         grads = gradient[0](*args, *outs, *cts)
-        result = []
+        result: list[Any] = []
         for g, a in zip(grads, args, strict=True):
             a = jnp.asarray(a)
             if not jnp.issubdtype(a.dtype, jnp.inexact):

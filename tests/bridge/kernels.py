@@ -44,13 +44,23 @@ def jax_logsumexp(t):
 
 @numba.njit
 def affine_and_norm(x, a):
-    """(a @ x, sum(x**2)): two inputs of different rank, two outputs."""
-    return a @ x, np.sum(x * x)
+    """(a @ x, sum(x**2)): two inputs of different rank, two outputs (loops: no BLAS)."""
+    y = np.zeros(a.shape[0], dtype=x.dtype)
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            y[i] += a[i, j] * x[j]
+    return y, np.sum(x * x)
 
 
 @numba.njit
 def affine_and_norm_vjp(x, a, ct_y, ct_s):
-    return a.T @ ct_y + 2.0 * ct_s * x, np.outer(ct_y, x)
+    gx = 2.0 * ct_s * x
+    ga = np.empty_like(a)
+    for i in range(a.shape[0]):
+        for j in range(a.shape[1]):
+            gx[j] += a[i, j] * ct_y[i]
+            ga[i, j] = ct_y[i] * x[j]
+    return gx, ga
 
 
 def affine_and_norm_jnp(x, a):

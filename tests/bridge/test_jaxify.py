@@ -69,6 +69,7 @@ def test_inside_fori_loop():
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-12), (np.float32, 1e-5)])
 def test_several_inputs_and_outputs_with_vjp(dtype, rtol):
     rng = np.random.default_rng(0)
@@ -109,12 +110,9 @@ def rank3_scale(t, k):
     return t * k[0], t.sum(axis=0)
 
 
+@pytest.mark.slow
 def test_rank3_and_integer_arguments():
-    f = numba_to_jax(
-        rank3_scale,
-        lambda t, k: (t, jax.ShapeDtypeStruct(t.shape[1:], t.dtype)),
-        vjp=lambda t, k, c1, c2: None,  # never called: only the value is taken below
-    )
+    f = numba_to_jax(rank3_scale, lambda t, k: (t, jax.ShapeDtypeStruct(t.shape[1:], t.dtype)))
     t = np.arange(24.0).reshape(2, 3, 4)
     k = np.array([3], dtype=np.int32)
     y, s = f(t, k)
@@ -164,7 +162,7 @@ def test_python_function_uses_callback_with_same_results():
 def test_unsupported_dtype_names_the_argument():
     with pytest.raises(TypeError, match=r"numba_to_jax\(mixture_logpdf\): argument 0 \('x'\)"):
         logp(jnp.ones((), jnp.complex64))
-    with pytest.raises(TypeError, match="Cast it, for example `x.astype"):
+    with pytest.raises(TypeError, match=r"Cast it, for example `x\.astype"):
         logp(jnp.ones((), jnp.float16))
 
 
@@ -182,7 +180,9 @@ def test_fixed_signature_rejects_float32_clearly():
 
 def test_result_rank_mismatch_is_a_trace_time_error():
     f = numba_to_jax(affine_and_norm, jax.ShapeDtypeStruct((), jnp.float64))
-    with pytest.raises(TypeError, match="returns Tuple.*but 1 outputs are declared|returns"):
+    with pytest.raises(
+        TypeError, match=r"returns a tuple of 2 values, but one output is declared"
+    ):
         f(np.ones(3), np.ones((2, 3)))
     g = numba_to_jax(rank3_scale, lambda t, k: (t, t))  # second output has rank 2, not 3
     with pytest.raises(TypeError, match=r"for output 1, but the declared output 1 has rank 3"):
@@ -201,7 +201,7 @@ def test_numba_typing_error_is_reported_with_the_arguments():
 
 
 def test_bad_out_and_bad_options():
-    with pytest.raises(TypeError, match="`out` must be a jax.ShapeDtypeStruct"):
+    with pytest.raises(TypeError, match=r"`out` must be a jax\.ShapeDtypeStruct"):
         numba_to_jax(mixture_logpdf, (3,))(1.0)
     with pytest.raises(TypeError, match="pass `grad` or `vjp`, not both"):
         numba_to_jax(mixture_logpdf, SCALAR_LIKE, grad=mixture_dlogpdf, vjp=mixture_dlogpdf)
