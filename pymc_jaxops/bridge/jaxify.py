@@ -294,6 +294,7 @@ def numba_to_jax(
 
     @functools.wraps(fn)
     def jax_fn(*args: Any) -> Any:
+        _Spec(fn, out, args)  # validate before custom_vjp casts the arguments to JAX arrays
         return wrapped(*args)
 
     jax_fn.backend = "ffi" if fn_ffi else "callback"  # type: ignore[attr-defined]

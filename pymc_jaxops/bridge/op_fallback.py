@@ -6,7 +6,7 @@ has no more specific registration, i.e. exactly the ones that used to raise
 "No JAX conversion for the given `Op`".  Their forward pass runs the Op's own ``perform``
 through ``jax.pure_callback`` (or, for a ``wrap_py`` of a Numba function, through the XLA FFI
 bridge), and their gradient is the Op's own ``L_op`` graph, itself converted to JAX, so
-black-box Ops with a gradient sample under NumPyro and BlackJAX.
+black-box Ops with a gradient sample under NumPyro.
 """
 
 from __future__ import annotations
@@ -220,7 +220,7 @@ def register_jax_fallback() -> None:
     """Give every PyTensor Op without a JAX implementation one; idempotent.
 
     After this, ``pytensor.function(..., mode="JAX")`` and
-    ``pm.sample(nuts_sampler="numpyro" | "blackjax")`` accept graphs holding black-box Ops
+    ``pm.sample(nuts_sampler="numpyro")`` accept graphs holding black-box Ops
     (``pytensor.wrap_py``/``as_op`` results, user Ops with ``perform``): the forward pass
     calls ``perform`` through ``jax.pure_callback`` (a ``wrap_py`` of a ``numba.njit``
     function uses the XLA FFI bridge instead), and gradients come from the Op's own
@@ -239,7 +239,7 @@ def register_jax_fallback() -> None:
     >>> x = pt.dvector("x")
     >>> f = pytensor.function([x], double(x), mode="JAX")
     >>> f(np.array([1.0, 2.0]))
-    array([2., 4.])
+    Array([2., 4.], dtype=float64)
     """
     global _REGISTERED
     if _REGISTERED:

@@ -245,3 +245,12 @@ def test_callback_shape_errors_are_reported():
     f = numba_to_jax(lambda x: np.ones(2), lambda x: x)
     with pytest.raises(RUNTIME_ERRORS, match=r"returned shape \(2,\) for output 0"):
         f(np.ones(3)).block_until_ready()
+
+
+def test_float64_without_x64_is_a_clear_error():
+    f = numba_to_jax(mixture_logpdf, jax.ShapeDtypeStruct((), jnp.float64))
+    with jax.enable_x64(False):
+        with pytest.raises(TypeError, match=r"declared output 0 is float64 but JAX's 64-bit"):
+            f(np.float32(0.5))
+        with pytest.raises(TypeError, match=r"argument 0 \('x'\) has dtype float64 but JAX"):
+            logp(np.float64(0.5))
