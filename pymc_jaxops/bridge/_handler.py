@@ -26,7 +26,6 @@ from numba import types
 from numba.core.errors import NumbaError
 from numba.extending import overload
 
-from pymc_jaxops.bridge import _frame
 from pymc_jaxops.bridge import _xla_ffi as abi
 
 # Compiled handlers must outlive every executable that calls them: XLA keeps raw function
@@ -35,7 +34,7 @@ _TARGETS: dict[tuple, str] = {}
 _KEEPALIVE: list[object] = []
 _LOCK = threading.Lock()
 _COUNTER = itertools.count()
-_frame_helpers = (
+_FRAME_HELPERS = (
     "answer_metadata",
     "api_of",
     "batch_size",
@@ -214,7 +213,7 @@ def _handler_source(
 ) -> tuple[str, dict[str, str], list[str]]:
     """Python source of the cfunc for this signature, its messages and its check messages.
 
-    Only the kernel-specific lines are generated; the frame handling lives in ``_frame``.
+    Only the kernel-specific lines are generated; the frame handling lives in ``_xla_ffi``.
     """
     n_in, n = len(in_sig), len(in_sig) + len(out_sig)
     sig = [("input", i, dt, r) for i, (dt, r) in enumerate(in_sig)]
@@ -295,7 +294,7 @@ def ffi_target(
         src, msgs, checks = _handler_source(kernels, in_sig, out_sig)
         sig = [*in_sig, *out_sig]
         namespace: dict[str, object] = {
-            **{name: getattr(_frame, name) for name in _frame_helpers},
+            **{name: getattr(abi, name) for name in _FRAME_HELPERS},
             "addr_of": abi.addr_of,
             "null": abi.null,
             "create_error": abi.create_error,
