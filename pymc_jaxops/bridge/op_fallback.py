@@ -1,0 +1,253 @@
+"""A JAX implementation for every PyTensor Op that has none: :func:`register_jax_fallback`.
+
+PyTensor's ``jax_funcify`` is a ``functools.singledispatch``; registering on the base ``Op``
+(and on ``FromFunctionOp``, which ``as_op``/``wrap_py`` build) only reaches Ops whose class
+has no more specific registration, i.e. exactly the ones that used to raise
+"No JAX conversion for the given `Op`".  Their forward pass runs the Op's own ``perform``
+through ``jax.pure_callback`` (or, for a ``wrap_py`` of a Numba function, through the XLA FFI
+bridge), and their gradient is the Op's own ``L_op`` graph, itself converted to JAX, so
+black-box Ops with a gradient sample under NumPyro.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pymc_jaxops.bridge._callback import callback_call
+from pymc_jaxops.bridge._handler import KernelTypeError
+from pymc_jaxops.bridge._route import call_kernels, can_ffi
+
+__all__ = ["register_jax_fallback"]
+
+_REGISTERED = False
+
+
+def _shape_value(dim: Any) -> int | None:
+    if isinstance(dim, int | np.integer):
+        return int(dim)
+    from pytensor.graph.basic import Constant
+
+    if isinstance(dim, Constant):
+        return int(dim.data)
+    try:
+        return int(dim.eval())
+    except Exception:
+        return None
+
+
+def _probe_shapes(host: Callable[..., Any], node: Any, args: Sequence[jax.Array]) -> list[Any]:
+    # Last resort: run ``perform`` once on ones of the traced shapes.  Ones rather than
+    # zeros because black boxes more often take logs than divide by one.
+    dummies = [
+        np.ones(a.shape, dtype=i.type.dtype) for a, i in zip(args, node.inputs, strict=True)
+    ]
+    try:
+        with np.errstate(all="ignore"):
+            return [np.shape(r) for r in host(*dummies)]
+    except Exception:
+        return [tuple(o.type.shape) for o in node.outputs]
+
+
+def _out_specs(
+    op: Any, node: Any, args: Sequence[jax.Array], host: Callable[..., Any]
+) -> list[jax.ShapeDtypeStruct]:
+    """Output shapes for the traced argument shapes.
+
+    From the output types' static shapes, else the Op's ``infer_shape``, else one probing
+    call of ``perform`` (whose result shapes the callback checks again at every call).
+    """
+    shapes: list[tuple[int | None, ...]] = [tuple(o.type.shape) for o in node.outputs]
+    if any(d is None for s in shapes for d in s) and hasattr(op, "infer_shape"):
+        try:
+            inferred = op.infer_shape(None, node, [tuple(a.shape) for a in args])
+        except Exception:
+            inferred = None
+        if inferred is not None:
+            shapes = [
+                tuple(_shape_value(d) if s is None else s for d, s in zip(new, old, strict=True))
+                for new, old in zip(inferred, shapes, strict=True)
+            ]
+    if any(d is None for s in shapes for d in s):
+        probed = _probe_shapes(host, node, args)
+        shapes = [
+            tuple(p if s is None else s for p, s in zip(new, old, strict=True))
+            if len(new) == len(old)
+            else old
+            for new, old in zip(probed, shapes, strict=True)
+        ]
+    specs = []
+    for j, (o, shape) in enumerate(zip(node.outputs, shapes, strict=True)):
+        if any(d is None for d in shape):
+            raise NotImplementedError(
+                f"JAX needs the shape of output {j} of {op} before running it, and neither its "
+                f"type ({o.type}), the Op's infer_shape, nor a probing call of perform on ones "
+                f"gives it for input shapes {[tuple(a.shape) for a in args]}. Give the output a "
+                "static shape (e.g. `pt.TensorType('float64', shape=(3,))` in `otypes`) or "
+                "implement `infer_shape`."
+            )
+        specs.append(jax.ShapeDtypeStruct(shape, np.dtype(o.type.dtype)))
+    return specs
+
+
+def _perform_host(op: Any, node: Any) -> Callable[..., tuple[np.ndarray, ...]]:
+    def host(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+        inputs = [
+            np.asarray(a, dtype=i.type.dtype) for a, i in zip(arrays, node.inputs, strict=True)
+        ]
+        storage: list[list[Any]] = [[None] for _ in node.outputs]
+        op.perform(node, inputs, storage)
+        return tuple(s[0] for s in storage)
+
+    return host
+
+
+def _gradient_fn(op: Any, node: Any) -> Callable[..., list[Any]]:
+    """JAX function ``(inputs, outputs, output_grads) -> input_grads`` from the Op's ``L_op``.
+
+    Outputs enter as placeholders, so the backward pass reuses the forward values instead of
+    recomputing them.
+    """
+    from pytensor.compile.mode import get_mode
+    from pytensor.gradient import DisconnectedType, NullType
+    from pytensor.graph.fg import FunctionGraph
+    from pytensor.graph.utils import MethodNotDefined
+    from pytensor.link.jax.dispatch import jax_funcify
+
+    inputs = [i.type() for i in node.inputs]
+    outputs = [o.type() for o in node.outputs]
+    ograds = [o.type() for o in node.outputs]
+    try:
+        grads = op.L_op(inputs, outputs, ograds)
+    except (NotImplementedError, MethodNotDefined) as exc:
+        raise NotImplementedError(
+            f"JAX cannot differentiate {op}: the Op defines no gradient ({exc}). "
+            "Implement its `grad` or `L_op` to sample it with a gradient-based JAX sampler."
+        ) from None
+    keep: list[int] = []
+    for i, g in enumerate(grads):
+        if isinstance(g.type, NullType):
+            raise NotImplementedError(
+                f"The gradient of {op} with respect to input {i} is undefined: {g.type.why_null}"
+            )
+        if not isinstance(g.type, DisconnectedType):
+            keep.append(i)
+    fgraph = FunctionGraph([*inputs, *outputs, *ograds], [grads[i] for i in keep], clone=True)
+    get_mode("JAX").optimizer.rewrite(fgraph)
+    jax_grads = jax_funcify(fgraph, fgraph_name=f"grad_of_{type(op).__name__}")
+
+    def gradient(*values: Any) -> list[Any]:
+        computed = iter(jax_grads(*values))
+        return [next(computed) if i in keep else None for i in range(len(inputs))]
+
+    return gradient
+
+
+def jax_funcify_fallback(op: Any, node: Any = None, **kwargs: Any) -> Callable[..., Any]:
+    """``jax_funcify`` for Ops without a JAX implementation: ``perform`` + ``L_op``."""
+    from pytensor.tensor.type import TensorType
+
+    if node is None or not all(
+        isinstance(v.type, TensorType) for v in [*node.inputs, *node.outputs]
+    ):
+        raise NotImplementedError(f"No JAX conversion for the given `Op`: {op}")
+
+    label = str(op)
+    n_out = len(node.outputs)
+    fn: Any = getattr(op, "_FromFunctionOp__fn", None)
+    # A ``wrap_py`` of a Numba function runs through the FFI bridge, unless a rank-0 input
+    # would reach it as a scalar where ``perform`` passes a 0-d array.
+    use_ffi = can_ffi(fn) and all(i.type.ndim > 0 for i in node.inputs)
+    host = _perform_host(op, node)
+
+    def forward(*args: Any) -> tuple[jax.Array, ...]:
+        args = tuple(
+            jnp.asarray(a, dtype=i.type.dtype) for a, i in zip(args, node.inputs, strict=True)
+        )
+        specs = _out_specs(op, node, args, host)
+        if use_ffi:
+            names = [f"input{i}" for i in range(len(args))]
+            try:
+                return call_kernels(
+                    [(fn, n_out, label)], args, names, specs, [n_out > 1], True, label
+                )
+            except KernelTypeError:
+                pass  # ``perform`` may still manage, e.g. through NumPy's casting rules
+        return callback_call(host, label, args, specs, tuple_result=True, unwrap_scalars=False)
+
+    gradient: list[Callable[..., list[Any]]] = []  # built on first use, then cached
+
+    @jax.custom_vjp
+    def apply(*args: Any) -> tuple[jax.Array, ...]:
+        return forward(*args)
+
+    def fwd(*args: Any) -> tuple[tuple[jax.Array, ...], Any]:
+        outs = forward(*args)
+        return outs, (args, outs)
+
+    def bwd(res: Any, cts: tuple[Any, ...]) -> tuple[Any, ...]:
+        args, outs = res
+        if not gradient:
+            gradient.append(_gradient_fn(op, node))
+        cts = tuple(jnp.asarray(c, dtype=o.dtype) for c, o in zip(cts, outs, strict=True))
+        grads = gradient[0](*args, *outs, *cts)
+        result: list[Any] = []
+        for g, a in zip(grads, args, strict=True):
+            a = jnp.asarray(a)
+            if not jnp.issubdtype(a.dtype, jnp.inexact):
+                result.append(np.zeros(a.shape, dtype=jax.dtypes.float0))
+            elif g is None:
+                result.append(jnp.zeros_like(a))
+            else:
+                result.append(jnp.broadcast_to(jnp.asarray(g, dtype=a.dtype), a.shape))
+        return tuple(result)
+
+    apply.defvjp(fwd, bwd)
+
+    def fallback(*args: Any) -> Any:
+        outs = apply(*args)
+        return outs if n_out > 1 else outs[0]
+
+    fallback.__name__ = f"jax_fallback_{type(op).__name__}"
+    return fallback
+
+
+def register_jax_fallback() -> None:
+    """Give every PyTensor Op without a JAX implementation one; idempotent.
+
+    After this, ``pytensor.function(..., mode="JAX")`` and
+    ``pm.sample(nuts_sampler="numpyro")`` accept graphs holding black-box Ops
+    (``pytensor.wrap_py``/``as_op`` results, user Ops with ``perform``): the forward pass
+    calls ``perform`` through ``jax.pure_callback`` (a ``wrap_py`` of a ``numba.njit``
+    function uses the XLA FFI bridge instead), and gradients come from the Op's own
+    ``grad``/``L_op`` graph converted to JAX. Ops that already have a JAX implementation are
+    untouched. ``import pymc_jaxops`` calls this. Importing PyTensor's JAX dispatch, as this
+    does, turns on JAX's 64-bit mode when ``floatX`` is float64.
+
+    Examples
+    --------
+    >>> import numpy as np, pytensor, pytensor.tensor as pt
+    >>> from pytensor.compile.ops import wrap_py
+    >>> register_jax_fallback()
+    >>> @wrap_py(itypes=[pt.dvector], otypes=[pt.dvector])
+    ... def double(x):
+    ...     return 2 * x
+    >>> x = pt.dvector("x")
+    >>> f = pytensor.function([x], double(x), mode="JAX")
+    >>> f(np.array([1.0, 2.0]))
+    Array([2., 4.], dtype=float64)
+    """
+    global _REGISTERED
+    if _REGISTERED:
+        return
+    from pytensor.compile.ops import FromFunctionOp
+    from pytensor.graph.op import Op
+    from pytensor.link.jax.dispatch import jax_funcify
+
+    jax_funcify.register(Op)(jax_funcify_fallback)
+    jax_funcify.register(FromFunctionOp)(jax_funcify_fallback)
+    _REGISTERED = True
