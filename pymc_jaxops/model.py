@@ -65,7 +65,8 @@ class JaxModel:
         deterministic, keyed by model name (``"sigma"``).
     initial_params : Callable[[jax.Array], Params]
         ``initial_params(key)``: PyMC's jittered initial point (the one ``pm.sample`` starts
-        from), drawn from ``key``; redrawn up to 10 times while its log density is not finite.
+        NUTS from: uniform(-1, 1) jitter on continuous parameters), drawn from ``key``;
+        redrawn up to 10 times while its log density is not finite.
     sample_prior : Callable[[jax.Array], Values]
         ``sample_prior(key)``: one joint draw of every free, observed and deterministic
         variable from the prior. Potentials are ignored, as in ``pm.sample_prior_predictive``.
@@ -150,7 +151,8 @@ def model_to_jax(model: pm.Model | None = None) -> JaxModel:
             free_rvs=model.free_RVs,
             rvs_to_transforms=model.rvs_to_transforms,
             initval_strategies=model.rvs_to_initial_values,
-            jitter_rvs=set(model.free_RVs),
+            # PyMC's jitter is uniform(-1, 1) noise, defined for continuous variables only.
+            jitter_rvs={rv for rv in model.free_RVs if rv.dtype.startswith("float")},
             return_transformed=True,
         ),
     )
@@ -171,8 +173,11 @@ def model_to_jax(model: pm.Model | None = None) -> JaxModel:
 
     @jax.jit
     def initial_params(key: jax.Array) -> Params:
+        checked_key = _as_key(key)
+
         def draw(attempt: jax.Array) -> tuple[Params, jax.Array]:
-            point = dict(zip(param_spec, init_fn(jax.random.fold_in(key, attempt), [])))
+            values = init_fn(jax.random.fold_in(checked_key, attempt), [])
+            point = dict(zip(param_spec, values, strict=True))
             return point, logdensity(point)
 
         def not_done(carry):
@@ -196,7 +201,7 @@ def model_to_jax(model: pm.Model | None = None) -> JaxModel:
                 UserWarning,
                 stacklevel=2,
             )
-        outs = prior_fn(key, [])
+        outs = prior_fn(_as_key(key), [])
         return dict(zip(free_names + obs_names + det_names, outs, strict=True))
 
     free_spec = {rv.name: _spec(rv, shapes) for rv in model.free_RVs}
@@ -205,7 +210,7 @@ def model_to_jax(model: pm.Model | None = None) -> JaxModel:
     def sample_posterior_predictive(key: jax.Array, values: Values) -> Values:
         free_values = {k: v for k, v in values.items() if k not in det_names}
         inputs = _read(free_values, free_spec, "sample_posterior_predictive", "constrained")
-        return dict(zip(obs_names, ppc_fn(key, inputs), strict=True))
+        return dict(zip(obs_names, ppc_fn(_as_key(key), inputs), strict=True))
 
     return JaxModel(
         logdensity=logdensity,
@@ -230,13 +235,27 @@ class _JaxGraph:
     ):
         shared = [v for v in graph_inputs(outputs) if isinstance(v, SharedVariable)]
         rngs = {v: v.type() for v in shared if isinstance(v.type, RandomType)}
+        # Data is read now, so later ``pm.set_data`` calls cannot leak into this function.
         frozen = {
             v: pt.constant(v.get_value(borrow=False), name=v.name)
             for v in shared
             if not isinstance(v.type, RandomType)
         }
-        outputs = clone_replace(list(outputs), replace={**rngs, **frozen})
-        fgraph = FunctionGraph([*inputs, *rngs.values()], outputs, clone=True)
+        self._n_rngs = len(rngs)
+        self._graph = (
+            [*inputs, *rngs.values()],
+            clone_replace(list(outputs), replace={**rngs, **frozen}),
+            check_bounds,
+        )
+        # Rewriting and funcifying wait for the first call: a user after logdensity alone
+        # pays nothing for the samplers, and a distribution without a JAX sampler only fails
+        # the function that draws from it.
+        self._fn: Callable[..., Sequence[Any]] | None = None
+        self._dtypes: list[str] = []
+
+    def _build(self) -> None:
+        inputs, outputs, check_bounds = self._graph
+        fgraph = FunctionGraph(inputs, outputs, clone=True)
         # Same choice as ``model.compile_logp``: invalid parameters give -inf, not an error.
         check = (
             "local_check_parameter_to_ninf_switch"
@@ -244,19 +263,27 @@ class _JaxGraph:
             else "local_remove_check_parameter"
         )
         JAX.including(check).optimizer.rewrite(fgraph)
+        # Constant-folded outputs come back as Python scalars and JAX's Bernoulli as bool;
+        # restore the dtypes PyTensor promised.
+        self._dtypes = [o.type.dtype for o in fgraph.outputs]
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=_SKIPPED_ASSERT.pattern)
             self._fn = jax_funcify(fgraph)
-        self._n_rngs = len(rngs)
 
     def __call__(self, key: jax.Array | None, inputs: Sequence[jax.Array]) -> list[jax.Array]:
+        if self._fn is None:
+            # The first call usually happens under a jit trace; the constants jax_funcify
+            # creates must be concrete arrays, not tracers that would leak out of it.
+            with jax.ensure_compile_time_eval():
+                self._build()
+        assert self._fn is not None
         rng_states = []
         if self._n_rngs:
             # PyTensor's JAX RandomVariables read and advance ``state["jax_state"]``.
-            keys = jax.random.split(_as_key(key), self._n_rngs)
+            keys = jax.random.split(key, self._n_rngs)
             rng_states = [{"jax_state": k} for k in keys]
         outs = self._fn(*inputs, *rng_states)
-        return [jnp.asarray(o) for o in outs]
+        return [jnp.asarray(o, dtype=d) for o, d in zip(outs, self._dtypes, strict=True)]
 
 
 def _as_key(key: Any) -> jax.Array:
@@ -264,7 +291,7 @@ def _as_key(key: Any) -> jax.Array:
         raise TypeError("this function needs a JAX PRNG key, e.g. jax.random.key(0)")
     key = jnp.asarray(key) if not isinstance(key, jax.Array) else key
     is_typed = jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
-    if not is_typed and not (key.dtype == jnp.uint32 and key.shape == (2,)):
+    if not (is_typed and key.shape == ()) and not (key.dtype == jnp.uint32 and key.shape == (2,)):
         raise TypeError(
             f"expected one JAX PRNG key (jax.random.key(seed) or jax.random.PRNGKey(seed)), "
             f"got an array of dtype {key.dtype} and shape {key.shape}; to draw many samples, "
