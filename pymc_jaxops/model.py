@@ -28,6 +28,7 @@ from pytensor.graph.replace import clone_replace
 from pytensor.graph.traversal import graph_inputs
 from pytensor.link.jax.dispatch import jax_funcify
 from pytensor.tensor.random.type import RandomType
+from pytensor.tensor.variable import TensorVariable
 
 from pymc_jaxops import _jax_rv_samplers  # noqa: F401  (registers missing JAX samplers)
 
@@ -234,9 +235,11 @@ class _JaxGraph:
         self, inputs: Sequence[Variable], outputs: Sequence[Variable], check_bounds: bool = True
     ):
         shared = [v for v in graph_inputs(outputs) if isinstance(v, SharedVariable)]
-        rngs = {v: v.type() for v in shared if isinstance(v.type, RandomType)}
+        rngs: dict[Variable, Variable] = {
+            v: v.type() for v in shared if isinstance(v.type, RandomType)
+        }
         # Data is read now, so later ``pm.set_data`` calls cannot leak into this function.
-        frozen = {
+        frozen: dict[Variable, Variable] = {
             v: pt.constant(v.get_value(borrow=False), name=v.name)
             for v in shared
             if not isinstance(v.type, RandomType)
@@ -279,6 +282,7 @@ class _JaxGraph:
         assert self._fn is not None
         rng_states = []
         if self._n_rngs:
+            assert key is not None
             # PyTensor's JAX RandomVariables read and advance ``state["jax_state"]``.
             keys = jax.random.split(key, self._n_rngs)
             rng_states = [{"jax_state": k} for k in keys]
@@ -334,14 +338,15 @@ def _shape_fits(shape: tuple[int, ...], expected: tuple[int | None, ...]) -> boo
     )
 
 
-def _spec(var: Variable, shapes: Mapping[str, tuple[int, ...]]) -> jax.ShapeDtypeStruct:
+def _spec(var: TensorVariable, shapes: Mapping[str, tuple[int, ...]]) -> jax.ShapeDtypeStruct:
     # Static types often leave lengths unknown; the model evaluates its current ones.
-    return jax.ShapeDtypeStruct(tuple(int(n) for n in shapes[var.name]), np.dtype(var.dtype))
+    shape = tuple(int(n) for n in shapes[str(var.name)])
+    return jax.ShapeDtypeStruct(shape, np.dtype(var.dtype))
 
 
 def _require_x64(model: pm.Model) -> None:
     dtypes = {str(v.dtype) for v in model.value_vars + model.observed_RVs}
-    if any(d.endswith("64") for d in dtypes) and not jax.config.jax_enable_x64:
+    if any(d.endswith("64") for d in dtypes) and not jax.config.read("jax_enable_x64"):
         raise RuntimeError(
             "The model computes in 64-bit but JAX's x64 mode is off, so JAX would silently "
             "truncate to 32-bit. Call jax.config.update('jax_enable_x64', True) before "
