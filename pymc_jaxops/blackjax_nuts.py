@@ -23,7 +23,7 @@ from pymc.backends.arviz import (
 )
 from pymc.model import modelcontext
 
-from pymc_jaxops.model import JaxModel, Params, model_to_jax
+from pymc_jaxops.model import JaxModel, Params, Values, model_to_jax
 
 __all__ = ["sample_blackjax_nuts"]
 
@@ -104,23 +104,30 @@ def sample_blackjax_nuts(
 
     if random_seed is None:
         random_seed = int(np.random.SeedSequence().generate_state(1)[0])
-    init_key, chains_key = jax.random.split(jax.random.key(random_seed))
-    initial = jax.vmap(jax_model.initial_params)(jax.random.split(init_key, chains))
-    _check_finite_start(jax_model, initial)
-
     run_chain = _chain_runner(blackjax, jax_model, draws, tune, target_accept, max_tree_depth)
     if chain_method == "vectorized":
-        run_all = jax.vmap(run_chain)
+        run_chains = jax.vmap(run_chain)
     else:
 
-        def run_all(keys, positions):
+        def run_chains(keys, positions):
             return jax.lax.map(lambda args: run_chain(*args), (keys, positions))
 
-    start = time.perf_counter()
-    positions, stats = jax.jit(run_all)(jax.random.split(chains_key, chains), initial)
-    posterior = jax.jit(jax.vmap(jax.vmap(jax_model.constrain)))(positions)
-    posterior = jax.tree.map(np.asarray, posterior)
-    sampling_time = time.perf_counter() - start
+    @jax.jit
+    def start(key: jax.Array) -> tuple[Params, jax.Array]:
+        positions = jax.vmap(jax_model.initial_params)(jax.random.split(key, chains))
+        return positions, jax.vmap(jax_model.logdensity)(positions)
+
+    @jax.jit
+    def sample(key: jax.Array, positions: Params) -> tuple[Values, dict[str, jax.Array]]:
+        positions, stats = run_chains(jax.random.split(key, chains), positions)
+        return jax.vmap(jax.vmap(jax_model.constrain))(positions), stats
+
+    init_key, chains_key = jax.random.split(jax.random.key(random_seed))
+    began = time.perf_counter()
+    initial, initial_logps = start(init_key)
+    _check_finite_start(np.asarray(initial_logps))
+    posterior, stats = jax.tree.map(np.asarray, sample(chains_key, initial))
+    sampling_time = time.perf_counter() - began
 
     coords, dims = coords_and_dims_for_inferencedata(model)
     attrs = make_attrs(
@@ -134,7 +141,7 @@ def sample_blackjax_nuts(
     )
     return az.from_dict(
         posterior=posterior,
-        sample_stats=jax.tree.map(np.asarray, stats),
+        sample_stats=stats,
         observed_data=find_observations(model),
         constant_data=find_constants(model),
         coords=coords,
@@ -224,8 +231,7 @@ def _check_continuous(jax_model: JaxModel) -> None:
         )
 
 
-def _check_finite_start(jax_model: JaxModel, initial: Params) -> None:
-    logps = np.asarray(jax.vmap(jax_model.logdensity)(initial))
+def _check_finite_start(logps: np.ndarray) -> None:
     bad = np.flatnonzero(~np.isfinite(logps)).tolist()
     if bad:
         raise ValueError(

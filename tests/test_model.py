@@ -95,6 +95,7 @@ def _points(jm: JaxModel, n: int) -> list[dict]:
     return [jm.initial_params(k) for k in keys]
 
 
+@pytest.mark.slow
 def test_logdensity_and_grad_match_pymc(compiled):
     model, jm = compiled
     # FAST_COMPILE skips PyTensor's C compilation (seconds per model); same graph, same values.
@@ -120,6 +121,7 @@ def test_logdensity_is_a_scalar_that_vmaps_and_jits(compiled):
     np.testing.assert_allclose(batched, looped, rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_hessian_matches_finite_differences_of_grad():
     _, jm = compiled_model("hierarchical")
     point = _points(jm, 1)[0]
@@ -153,6 +155,7 @@ def test_constrain_gives_model_values_and_deterministics():
     np.testing.assert_allclose(values["mix"], expected)
 
 
+@pytest.mark.slow
 def test_initial_params_is_pymcs_jittered_point():
     model, jm = compiled_model("hierarchical")
     start = model.initial_point()
@@ -189,6 +192,7 @@ def prior_draws() -> dict:
     return jax.vmap(jm.sample_prior)(jax.random.split(jax.random.key(2024), 1000))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("name", "dist"),
     [
@@ -210,6 +214,7 @@ def test_prior_draws_follow_their_distributions(prior_draws, name, dist):
     assert stats.kstest(draws, dist.cdf).pvalue > 1e-3
 
 
+@pytest.mark.slow
 def test_prior_moments_of_discrete_and_observed(prior_draws):
     count = np.asarray(prior_draws["count"])
     assert count.dtype == np.int64
@@ -222,12 +227,14 @@ def test_prior_moments_of_discrete_and_observed(prior_draws):
     np.testing.assert_allclose(np.corrcoef(y.T)[0, 1], 0.8, atol=0.05)
 
 
+@pytest.mark.slow
 def test_each_random_variable_gets_its_own_key(prior_draws):
     # mu and twin have the same distribution; a shared key would make them equal.
     corr = np.corrcoef(prior_draws["mu"], prior_draws["twin"])[0, 1]
     assert abs(corr) < 0.1
 
 
+@pytest.mark.slow
 def test_same_key_same_draws_and_no_state(prior_draws):
     _, jm = compiled_model("prior")
     keys = jax.random.split(jax.random.key(2024), 1000)
@@ -238,6 +245,7 @@ def test_same_key_same_draws_and_no_state(prior_draws):
     assert float(jm.sample_prior(keys[6])["mu"]) == float(prior_draws["mu"][6])
 
 
+@pytest.mark.slow
 def test_posterior_predictive_conditions_on_constrained_values():
     with pm.Model() as model:
         mu = pm.Normal("mu", 0.0, 10.0)
@@ -296,3 +304,14 @@ def test_refuses_to_truncate_to_32_bit():
             model_to_jax(hierarchical_model())
     finally:
         jax.config.update("jax_enable_x64", True)
+
+
+def test_sample_prior_warns_that_potentials_are_ignored():
+    with pm.Model() as model:
+        x = pm.Normal("x")
+        pm.Potential("keep_positive", pm.math.switch(x > 0, 0.0, -np.inf))
+    jm = model_to_jax(model)
+    with pytest.warns(UserWarning, match="ignores the model's Potentials"):
+        draws = jax.vmap(jm.sample_prior)(jax.random.split(jax.random.key(0), 200))
+    assert (draws["x"] < 0).any()
+    assert jm.logdensity({"x": -1.0}) == -np.inf
