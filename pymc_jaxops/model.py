@@ -43,6 +43,15 @@ Values = dict[str, jax.Array]
 # PyMC retries a jittered initial point this many times when its logp is not finite.
 _JITTER_MAX_RETRIES = 10
 
+_PARAMS_HINT = (
+    "Params live in the unconstrained space, named after PyMC's value variables "
+    "(e.g. 'sigma_log__'); JaxModel.param_spec lists them."
+)
+_VALUES_HINT = (
+    "Values are constrained and keyed by model variable name (e.g. 'sigma'), as in a "
+    "posterior draw; JaxModel.constrain(params) maps params to them."
+)
+
 # The JAX backend cannot raise from inside traced code, so it drops non-parameter assertions
 # (e.g. shape checks) and warns on every compile; the warning is noise for our users.
 _SKIPPED_ASSERT = re.compile(r"Skipping .* as JAX tracing would remove it")
@@ -160,7 +169,7 @@ def model_to_jax(model: pm.Model | None = None) -> JaxModel:
     has_potentials = bool(model.potentials)
 
     def read_params(params: Mapping[str, Any], where: str) -> list[jax.Array]:
-        return _read(params, param_spec, where, "unconstrained value-variable")
+        return _read(params, param_spec, where, "unconstrained", _PARAMS_HINT)
 
     @jax.jit
     def logdensity(params: Params) -> jax.Array:
@@ -210,7 +219,8 @@ def model_to_jax(model: pm.Model | None = None) -> JaxModel:
     @jax.jit
     def sample_posterior_predictive(key: jax.Array, values: Values) -> Values:
         free_values = {k: v for k, v in values.items() if k not in det_names}
-        inputs = _read(free_values, free_spec, "sample_posterior_predictive", "constrained")
+        where = "sample_posterior_predictive"
+        inputs = _read(free_values, free_spec, where, "constrained", _VALUES_HINT)
         return dict(zip(obs_names, ppc_fn(_as_key(key), inputs), strict=True))
 
     return JaxModel(
@@ -309,6 +319,7 @@ def _read(
     spec: Mapping[str, jax.ShapeDtypeStruct],
     where: str,
     kind: str,
+    hint: str,
 ) -> list[jax.Array]:
     if not isinstance(given, Mapping):
         raise TypeError(f"{where} takes a dict of {kind} arrays keyed by name, got {given!r}")
@@ -317,8 +328,7 @@ def _read(
     if missing or extra:
         raise KeyError(
             f"{where} expects {kind} values for {list(spec)}; missing {missing}, "
-            f"unexpected {extra}. Unconstrained names end in the transform (e.g. "
-            "'sigma_log__'); map them to model names with JaxModel.constrain."
+            f"unexpected {extra}. {hint}"
         )
     arrays = []
     for name, s in spec.items():

@@ -46,6 +46,25 @@ def _normal_loglik(y, mu, sigma):
     return jax.scipy.stats.norm.logpdf(y, mu, sigma)
 
 
+@pytensor.wrap_jax
+def _softplus(x):
+    return jax.nn.softplus(x)
+
+
+def test_wrapped_jax_ops_are_inlined_in_forward_graphs():
+    with pm.Model() as model:
+        mu = pm.Normal("mu", 0.0, 1.0)
+        soft = pm.Deterministic("soft", _softplus(mu))
+        pm.Normal("y", soft, 0.01, observed=np.zeros(2))
+    jm = model_to_jax(model)
+    draws = jax.vmap(jm.sample_prior)(jax.random.split(jax.random.key(0), 50))
+    np.testing.assert_allclose(draws["soft"], np.logaddexp(0.0, draws["mu"]), rtol=1e-12)
+    np.testing.assert_allclose(draws["y"].mean(axis=1), draws["soft"], atol=0.03)
+    grad = jax.grad(jm.logdensity)({"mu": 0.3})["mu"]
+    dlogp = model.compile_dlogp(mode="FAST_COMPILE")({"mu": np.array(0.3)})
+    np.testing.assert_allclose(grad, dlogp[0], rtol=1e-8)
+
+
 def wrapped_jax_model() -> pm.Model:
     """A likelihood written in JAX and wrapped as a PyTensor Op."""
     with pm.Model() as model:
