@@ -48,7 +48,7 @@ def sample_blackjax_nuts(
         all be continuous.
     draws, tune : int
         Draws kept, and warm-up steps (step size and diagonal mass matrix adaptation) discarded,
-        per chain.
+        per chain; both at least 1.
     chains : int
         Number of independent chains.
     target_accept : float
@@ -199,7 +199,8 @@ def _chain_runner(
 def _check_arguments(
     draws: int, tune: int, chains: int, target_accept: float, chain_method: str
 ) -> None:
-    for name, value, least in (("draws", draws, 1), ("tune", tune, 0), ("chains", chains, 1)):
+    # BlackJAX 1.7's window adaptation fails on zero steps, so tune starts at 1.
+    for name, value, least in (("draws", draws, 1), ("tune", tune, 1), ("chains", chains, 1)):
         if not isinstance(value, int | np.integer) or value < least:
             raise ValueError(
                 f"sample_blackjax_nuts: {name} must be an int >= {least}, got {value!r}"

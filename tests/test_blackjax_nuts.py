@@ -116,6 +116,7 @@ def test_discrete_free_variables_are_refused_early():
     ("kwargs", "match"),
     [
         ({"draws": 0}, "draws must be an int >= 1"),
+        ({"tune": 0}, "tune must be an int >= 1"),
         ({"chains": 1.5}, "chains must be an int"),
         ({"target_accept": 1.0}, "target_accept must be in"),
         ({"chain_method": "parallel"}, "chain_method must be"),
