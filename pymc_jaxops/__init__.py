@@ -2,9 +2,18 @@
 
 from pymc_jaxops import dispatch as _dispatch  # noqa: F401  (registers jax_funcify)
 from pymc_jaxops import rewrites as _rewrites  # noqa: F401  (registers graph rewrites)
+from pymc_jaxops.blackjax_nuts import sample_blackjax_nuts
 from pymc_jaxops.bridge import numba_to_jax, register_jax_fallback
+from pymc_jaxops.model import JaxModel, model_to_jax
 from pymc_jaxops.wrap import as_pytensor_op
 
 register_jax_fallback()  # Ops with no JAX implementation get one (perform + L_op)
 
-__all__ = ["as_pytensor_op", "numba_to_jax", "register_jax_fallback"]
+__all__ = [
+    "JaxModel",
+    "as_pytensor_op",
+    "model_to_jax",
+    "numba_to_jax",
+    "register_jax_fallback",
+    "sample_blackjax_nuts",
+]
