@@ -1,0 +1,162 @@
+"""Hierarchical radon model (varying intercepts and slopes) with a JAX likelihood.
+
+Seed: the PyMC notebook "Using JAX for faster sampling": log radon of 919 houses in 85
+Minnesota counties, a county intercept and a county floor effect with partial pooling,
+HalfCauchy noise; PyMC's C NUTS took 180 s there and JAX NUTS 24 s (2 chains, tune=2000,
+draws=2000, target_accept=0.9). Here the Normal likelihood is written in JAX and wrapped
+with ``@as_pytensor_op`` (``--likelihood pymc`` gives the notebook's model unchanged), so
+the same model runs on PyMC NUTS, NumPyro and nutpie.
+
+Without ``--data`` the script simulates radon-like data of the same shape; ``--data`` reads
+the notebook's CSV (columns ``county``, ``floor``, ``log_radon``).
+
+Run: ``python examples/radon.py [--data radon.csv] [--out DIR] [--sampler numpyro]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pymc as pm
+
+from pymc_jaxops import as_pytensor_op
+
+RANDOM_SEED = 8924
+N_COUNTIES = 85
+N_HOUSES = 919
+# Simulation truth, close to the posterior on the real data.
+TRUE = {"mu_alpha": 1.5, "sigma_alpha": 0.35, "mu_beta": -0.65, "sigma_beta": 0.3, "eps": 0.75}
+
+
+@dataclass(frozen=True)
+class RadonData:
+    """Observations: county index (0..n_counties-1), floor (0 basement, 1 first floor)."""
+
+    county_idx: np.ndarray
+    floor: np.ndarray
+    log_radon: np.ndarray
+    counties: tuple[str, ...]
+
+
+def simulate(seed: int = RANDOM_SEED) -> RadonData:
+    """Radon-like data: 919 houses in 85 counties of uneven size, ~17% on the first floor."""
+    rng = np.random.default_rng(seed)
+    sizes = rng.dirichlet(np.full(N_COUNTIES, 0.8))
+    county_idx = np.sort(rng.choice(N_COUNTIES, size=N_HOUSES, p=sizes))
+    # Every county keeps at least one house, as in the survey.
+    county_idx[:N_COUNTIES] = np.arange(N_COUNTIES)
+    floor = (rng.random(N_HOUSES) < 0.17).astype(float)
+    alpha = rng.normal(TRUE["mu_alpha"], TRUE["sigma_alpha"], N_COUNTIES)
+    beta = rng.normal(TRUE["mu_beta"], TRUE["sigma_beta"], N_COUNTIES)
+    mu = alpha[county_idx] + beta[county_idx] * floor
+    log_radon = rng.normal(mu, TRUE["eps"])
+    counties = tuple(f"county_{k:02d}" for k in range(N_COUNTIES))
+    return RadonData(county_idx, floor, log_radon, counties)
+
+
+def load(path: Path) -> RadonData:
+    """The notebook's CSV: one row per house, columns ``county``, ``floor``, ``log_radon``."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    missing = {"county", "floor", "log_radon"} - set(rows[0] if rows else ())
+    if missing:
+        raise ValueError(f"radon.load({str(path)!r}): columns {sorted(missing)} are missing.")
+    counties = tuple(sorted({r["county"].strip() for r in rows}))
+    index = {c: k for k, c in enumerate(counties)}
+    return RadonData(
+        county_idx=np.array([index[r["county"].strip()] for r in rows]),
+        floor=np.array([float(r["floor"]) for r in rows]),
+        log_radon=np.array([float(r["log_radon"]) for r in rows]),
+        counties=counties,
+    )
+
+
+@as_pytensor_op
+def radon_loglik(log_radon, county_idx, floor, alpha, beta, eps):
+    """Normal log-likelihood of every house given its county's intercept and slope."""
+    mu = alpha[county_idx] + beta[county_idx] * floor
+    return jnp.sum(jax.scipy.stats.norm.logpdf(log_radon, mu, eps))
+
+
+def build_model(data: RadonData, likelihood: str = "jax") -> pm.Model:
+    """The notebook's varying-intercept-and-slope model.
+
+    ``likelihood="jax"`` adds the likelihood as a ``pm.Potential`` computed by the wrapped
+    JAX function; ``"pymc"`` uses ``pm.Normal(..., observed=...)`` as the notebook does.
+    """
+    if likelihood not in ("jax", "pymc"):
+        raise ValueError(
+            f"radon.build_model: likelihood must be 'jax' or 'pymc', not {likelihood!r}."
+        )
+    coords = {"county": list(data.counties), "obs_id": np.arange(len(data.log_radon))}
+    with pm.Model(coords=coords) as model:
+        county_idx = pm.Data("county_idx", data.county_idx, dims="obs_id")
+        floor = pm.Data("floor", data.floor, dims="obs_id")
+        mu_a = pm.Normal("mu_alpha", mu=0.0, sigma=10)
+        sigma_a = pm.HalfNormal("sigma_alpha", 5.0)
+        mu_b = pm.Normal("mu_beta", mu=0.0, sigma=10)
+        sigma_b = pm.HalfNormal("sigma_beta", 5.0)
+        alpha = pm.Normal("alpha", mu=mu_a, sigma=sigma_a, dims="county")
+        beta = pm.Normal("beta", mu=mu_b, sigma=sigma_b, dims="county")
+        eps = pm.HalfCauchy("eps", 5.0)
+        if likelihood == "jax":
+            pm.Potential(
+                "radon_like", radon_loglik(data.log_radon, county_idx, floor, alpha, beta, eps)
+            )
+        else:
+            mu = alpha[county_idx] + beta[county_idx] * floor
+            pm.Normal("radon_like", mu=mu, sigma=eps, observed=data.log_radon, dims="obs_id")
+    return model
+
+
+def main(argv: list[str] | None = None) -> None:
+    import arviz as az
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, help="the notebook's radon.csv (default: simulate)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
+    parser.add_argument("--sampler", default="numpyro", choices=["pymc", "numpyro", "nutpie"])
+    parser.add_argument("--likelihood", default="jax", choices=["jax", "pymc"])
+    parser.add_argument("--draws", type=int, default=1000)
+    parser.add_argument("--tune", type=int, default=1000)
+    parser.add_argument("--chains", type=int, default=2)
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    data = load(args.data) if args.data else simulate()
+    with build_model(data, args.likelihood):
+        idata = pm.sample(
+            draws=args.draws,
+            tune=args.tune,
+            chains=args.chains,
+            target_accept=0.9,
+            nuts_sampler=args.sampler,
+            random_seed=RANDOM_SEED,
+            progressbar=False,
+        )
+    var_names = ["mu_alpha", "sigma_alpha", "mu_beta", "sigma_beta", "eps"]
+    print(az.summary(idata, var_names=var_names))
+    if not args.data:
+        print("truth:", TRUE)
+    az.plot_trace(idata, var_names=var_names)
+    plt.tight_layout()
+    plt.savefig(args.out / "radon_trace.png", dpi=80)
+    plt.close("all")
+    az.plot_forest(idata, var_names=["alpha"], combined=True, figsize=(6, 14))
+    plt.savefig(args.out / "radon_county_intercepts.png", dpi=80)
+    plt.close("all")
+    print(f"Plots saved to {args.out}")
+
+
+if __name__ == "__main__":
+    main()
