@@ -51,7 +51,7 @@ def machine_info() -> str:
     return "\n".join(lines)
 
 
-def _run(model: pm.Model, sampler: str, args) -> object | None:
+def _run(model: pm.Model, sampler: str, args):
     kw = dict(draws=args.draws, tune=args.tune, chains=args.chains, random_seed=args.seed)
     if sampler in ("pymc", "numpyro", "nutpie"):
         return pm.sample(
@@ -77,13 +77,9 @@ def _run(model: pm.Model, sampler: str, args) -> object | None:
             progress_bar=False,
         )
     if sampler == "blackjax":
-        # BLACKJAX HOOK: `pymc_jaxops.sample_blackjax(model, ...)` (another branch) returns
-        # InferenceData; time it here once it lands. Until then this row is skipped.
-        try:
-            from pymc_jaxops import sample_blackjax  # type: ignore[attr-defined]
-        except ImportError:
-            return None
-        return sample_blackjax(model, target_accept=args.target_accept, **kw)
+        from pymc_jaxops import sample_blackjax_nuts
+
+        return sample_blackjax_nuts(model, target_accept=args.target_accept, **kw)
     raise ValueError(f"bench_samplers: unknown sampler {sampler!r}; choose from {SAMPLERS}.")
 
 
@@ -108,9 +104,6 @@ def bench_model(name: str, model: pm.Model, var_names, args) -> None:
             print(f"{sampler:<12} skipped: {err}")
             continue
         wall = time.perf_counter() - t0
-        if idata is None:
-            print(f"{sampler:<12} skipped: sample_blackjax not available yet")
-            continue
         sampling = idata.posterior.attrs.get("sampling_time", float("nan"))
         ess = _min_ess(idata, var_names)
         base = wall if sampler == "pymc" else base

@@ -80,6 +80,15 @@ def test_numpyro_nuts(model):
 
 
 @pytest.mark.slow
+def test_blackjax_nuts(model):
+    # pm.sample(nuts_sampler="blackjax") is broken upstream with these versions.
+    from pymc_jaxops import sample_blackjax_nuts
+
+    idata = sample_blackjax_nuts(model, draws=DRAWS, tune=TUNE, chains=1, random_seed=SEED)
+    _assert_recovers(idata)
+
+
+@pytest.mark.slow
 def test_nutpie_default_numba_backend(model):
     _nutpie()
     _assert_recovers(_pm_sample(model, nuts_sampler="nutpie"))
