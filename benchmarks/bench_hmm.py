@@ -6,6 +6,8 @@
   separate JAX calls).
 - pure JAX: ``jax.jit(jax.value_and_grad(...))`` of PyMC's own JAX logp of the same model
   (every model term in one XLA program): the limit.
+- ``pymc_jaxops``, JAX mode: the same ``logp_dlogp_function`` compiled with ``mode="JAX"``
+  (our Op inlined into one XLA program with the rest of PyMC's graph).
 
 Run: ``python benchmarks/bench_hmm.py [--calls N] [--rounds R]``.
 """
@@ -28,8 +30,8 @@ from benchmarks._common import banner, per_call_us
 from examples.marginal_hmm import build_model, hmm_logp, simulate
 
 
-def _pymc_logp_dlogp(model):
-    fn = model.logp_dlogp_function(ravel_inputs=True)
+def _pymc_logp_dlogp(model, mode=None):
+    fn = model.logp_dlogp_function(ravel_inputs=True, mode=mode)
     fn.set_extra_values({})
     fn._pytensor_function.trust_input = True
     x = np.concatenate([np.ravel(v) for v in model.initial_point().values()])
@@ -55,6 +57,7 @@ def main(argv=None) -> None:
     theirs = build_model(emissions, logp_op=pytensor.wrap_jax(hmm_logp))
     fns = {
         "pymc_jaxops": _pymc_logp_dlogp(ours),
+        "pymc_jaxops, JAX mode": _pymc_logp_dlogp(ours, mode="JAX"),
         "pytensor.wrap_jax": _pymc_logp_dlogp(theirs),
         "pure JAX value_and_grad": _pure_jax(ours),
     }
