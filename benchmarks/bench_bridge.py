@@ -16,8 +16,6 @@ Run: ``python benchmarks/bench_bridge.py [--n N] [--repeat R]``.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 from collections.abc import Callable
 
@@ -25,11 +23,16 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
 import jax.numpy as jnp  # noqa: E402
-import jaxlib  # noqa: E402
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._common import banner  # noqa: E402
 from pymc_jaxops.bridge import numba_to_jax  # noqa: E402
 
 LOC = np.array([-2.0, 0.0, 3.2, 2.5])
@@ -154,12 +157,7 @@ def main() -> None:
         for name, (run, count) in runners.items():
             times[name] = min(times[name], _best(run, 1) / count)
 
-    print(f"machine : {platform.machine()} {platform.processor() or ''}, {os.cpu_count()} CPUs")
-    print(f"python  : {platform.python_version()}  ({platform.platform()})")
-    print(
-        f"versions: jax {jax.__version__}, jaxlib {jaxlib.__version__}, numba {numba.__version__}"
-        f", numpy {np.__version__}"
-    )
+    banner("Numba -> JAX bridge: cost per evaluation inside a jitted loop")
     print(f"evaluations per timing: {n} ({nc} for pure_callback); best of {args.repeat}\n")
     ref = times["plain Numba (Python loop)"]
     ffi_t = times["FFI bridge (fori_loop)"]

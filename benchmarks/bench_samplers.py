@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 import timeit
 import warnings
 from collections.abc import Callable
-from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -30,25 +28,10 @@ import pymc as pm
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._common import banner  # noqa: E402
 from examples import marginal_hmm, radon  # noqa: E402
 
 SAMPLERS = ["pymc", "numpyro", "nutpie", "nutpie-jax", "blackjax"]
-PACKAGES = ["pymc", "pytensor", "jax", "numpyro", "nutpie", "numba", "blackjax", "arviz"]
-
-
-def machine_info() -> str:
-    lines = [
-        f"{platform.platform()}, Python {platform.python_version()}, "
-        f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()})"
-    ]
-    versions = []
-    for pkg in PACKAGES:
-        try:
-            versions.append(f"{pkg} {version(pkg)}")
-        except Exception:
-            versions.append(f"{pkg} -")
-    lines.append(", ".join(versions))
-    return "\n".join(lines)
 
 
 def _run(model: pm.Model, sampler: str, args):
@@ -156,7 +139,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         args.draws = args.tune = 300
 
-    print(machine_info())
+    banner("NUTS samplers: wall time, ESS/s, speed-up over PyMC NUTS")
     models = {}
     if "radon" in args.models:
         data = radon.load(args.data) if args.data else radon.simulate()

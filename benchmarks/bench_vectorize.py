@@ -26,6 +26,7 @@ from pytensor.tensor.blockwise import vectorize_node_fallback
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks._common import banner
 from examples import marginal_hmm
 from pymc_jaxops import as_pytensor_op
 
@@ -76,6 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--hmm-batch", type=int, default=100)
     args = parser.parse_args(argv)
+    banner("vectorized graphs: one vmapped JaxOp vs the Blockwise loop")
     rng = np.random.default_rng(0)
 
     x, mu, sigma = pt.vector("x"), pt.scalar("mu"), pt.scalar("sigma")
