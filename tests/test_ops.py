@@ -146,3 +146,34 @@ def test_plain_pickle_refuses_closures_clearly():
     op = local(pt.vector("x")).owner.op
     with pytest.raises((pickle.PicklingError, AttributeError, TypeError)):
         pickle.dumps(op)
+
+
+@pytest.mark.slow
+def test_compiled_pymc_logp_plain_pickle_in_fresh_process():
+    from examples.marginal_hmm import build_model, simulate
+
+    model = build_model(simulate(5, 8))
+    logp = model.compile_logp()
+    point = {k: np.asarray(v).tolist() for k, v in model.initial_point().items()}
+    want = float(logp(point))
+    assert _in_fresh_process(pickle.dumps(logp), "pickle", f"({point!r},)") == pytest.approx(
+        want, rel=1e-12
+    )
+
+
+@pytest.mark.slow
+def test_pymc_model_cloudpickle_in_fresh_process():
+    # PyMC models refuse plain pickle upstream (a functools.partial inside PyMC); cloudpickle
+    # ships the model with its wrapped JAX function.
+    from examples.marginal_hmm import build_model, simulate
+
+    model = build_model(simulate(5, 8))
+    point = model.initial_point()
+    want = float(model.compile_logp()(point))
+
+    def evaluate():
+        return model.compile_logp()(point)
+
+    assert _in_fresh_process(cloudpickle.dumps(evaluate), "cloudpickle", "()") == pytest.approx(
+        want, rel=1e-12
+    )
