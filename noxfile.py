@@ -31,7 +31,7 @@ def examples(session: nox.Session) -> None:
     """Run every example script; plots go to examples/out/."""
     session.install("-e", ".[examples]")
     out = ROOT / "examples" / "out"
-    for script in sorted((ROOT / "examples").glob("*.py")):
+    for script in sorted((ROOT / "examples").glob("[!_]*.py")):
         session.run("python", str(script), "--out", str(out), *session.posargs)
 
 
