@@ -155,7 +155,7 @@ class PytensorJaxFunction:
                     hash(leaf)
                 except TypeError:
                     raise TypeError(
-                        f"{self.__name__}: argument {self._describe(path)} is a "
+                        f"{self.__name__}: argument `{self._describe(path)}` is a "
                         f"{type(leaf).__name__}, which is neither an array nor hashable. "
                         "Non-array arguments are static: they are part of the Op's identity "
                         "and must be hashable (use a tuple instead of a list, a frozen "
@@ -170,7 +170,7 @@ class PytensorJaxFunction:
         return jax.tree.unflatten(op.signature.treedef, outputs)
 
     def _describe(self, path) -> str:
-        """``emissions`` / ``params['mu']`` for a leaf path into ``(args, kwargs)``."""
+        """The argument a leaf path into ``(args, kwargs)`` is: ``x``, ``params['mu']``."""
         where, key, *rest = path
         if where.idx == 0:
             names = [
@@ -181,7 +181,7 @@ class PytensorJaxFunction:
             name = names[key.idx] if key.idx < len(names) else f"args[{key.idx}]"
         else:
             name = str(key.key)
-        return f"`{name}{jax.tree_util.keystr(tuple(rest))}`"
+        return f"{name}{jax.tree_util.keystr(tuple(rest))}"
 
     def _as_input(self, leaf, path) -> TensorVariable:
         if isinstance(leaf, Variable):
@@ -189,14 +189,14 @@ class PytensorJaxFunction:
                 var = pt.as_tensor_variable(leaf)
             except TypeError:
                 raise TypeError(
-                    f"{self.__name__}: argument {self._describe(path)} is a PyTensor "
+                    f"{self.__name__}: argument `{self._describe(path)}` is a PyTensor "
                     f"{type(leaf.type).__name__} variable, not a tensor; pass tensors only."
                 ) from None
         else:
             var = pt.constant(np.asarray(leaf))
         if not isinstance(var.type, TensorType):
             raise TypeError(
-                f"{self.__name__}: argument {self._describe(path)} has type {var.type}; "
+                f"{self.__name__}: argument `{self._describe(path)}` has type {var.type}; "
                 "only dense tensors can be passed to a JAX function."
             )
         return var
@@ -212,12 +212,12 @@ class PytensorJaxFunction:
             signature = infer_outputs(flat.tree, input_types, lambda: _concrete_shapes(inputs))
         except Exception as err:
             raise self._trace_error(err, paths, input_types) from err
-        names = [self._describe(p).strip("`") for p in paths]
+        names = [self._describe(p) for p in paths]
         op = JaxOp(flat, input_types, signature, name=self.__name__, input_names=names)
         return _OP_CACHE.setdefault(key, op)
 
     def _trace_error(self, err: Exception, paths, input_types) -> Exception:
-        names = [self._describe(p).strip("`") for p in paths]
+        names = [self._describe(p) for p in paths]
         message = re.sub(
             r"\bin(\d+)d(\d+)\b", lambda m: f"{names[int(m[1])]}.shape[{m[2]}]", str(err)
         )

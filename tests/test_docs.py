@@ -1,0 +1,16 @@
+"""The docstring examples of the public API run and print what they say."""
+
+import doctest
+
+import pytest
+
+from pymc_jaxops import blackjax_nuts, model, multiprocess, wrap
+
+
+@pytest.mark.parametrize(
+    "module", [wrap, model, multiprocess, blackjax_nuts], ids=lambda m: m.__name__
+)
+def test_docstring_examples(module):
+    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS)
+    assert result.attempted > 0
+    assert result.failed == 0
