@@ -56,14 +56,15 @@ def test_only_used_gradients_are_computed():
     np.testing.assert_allclose(f(np.ones(3), 2.0, np.arange(3.0))[1], np.sin(1.0) * 3)
 
 
-def test_unused_gradient_leaves_the_forward_op():
+def test_value_and_grad_node_with_no_used_gradient_becomes_the_forward_op():
     x = pt.vector("x")
-    out = as_pytensor_op(lambda x: jnp.sum(x**2))(x)
-    g = pt.grad(out, x)
-    f = pytensor.function([x], out, givens=None)
+    forward = as_pytensor_op(lambda x: jnp.sum(x**2))(x)
+    vg = JaxValueAndGradOp(forward.owner.op, (True,), (True,))
+    value, _unused_grad = vg(x, pt.constant(1.0))
+    f = pytensor.function([x], value)
     (node,) = _jax_nodes(f)
     assert type(node.op) is JaxOp
-    assert g is not None
+    np.testing.assert_allclose(f(np.array([1.0, 2.0])), 5.0)
 
 
 def test_cotangent_depending_on_forward_output_stays_correct(rng):
