@@ -60,7 +60,7 @@ def test_value_and_grad_node_with_no_used_gradient_becomes_the_forward_op():
     x = pt.vector("x")
     forward = as_pytensor_op(lambda x: jnp.sum(x**2))(x)
     vg = JaxValueAndGradOp(forward.owner.op, (True,), (True,))
-    value, _unused_grad = vg(x, pt.constant(1.0))
+    value, _unused_grad = vg(x, pt.constant(np.array(1.0)))
     f = pytensor.function([x], value)
     (node,) = _jax_nodes(f)
     assert type(node.op) is JaxOp
