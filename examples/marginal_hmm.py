@@ -140,7 +140,9 @@ def main(argv: list[str] | None = None) -> None:
         plt.tight_layout()
         plt.savefig(args.out / f"hmm_trace_{label.split()[0].lower()}.png", dpi=80)
         plt.close("all")
-    az.plot_posterior(idata_pymc, var_names=var_names, ref_val=[TRUE_SIGNAL, TRUE_NOISE])
+    az.plot_posterior(
+        idata_pymc, var_names=var_names, ref_val=[TRUE_SIGNAL, TRUE_NOISE], round_to=3
+    )
     plt.savefig(args.out / "hmm_posterior.png", dpi=80)
     plt.close("all")
 
