@@ -38,31 +38,25 @@ LOG_NORM = np.log(WEIGHTS) - np.log(SCALE) - 0.5 * np.log(2 * np.pi)
 
 
 @numba.njit
+def _component_logs(x):
+    """log w_k N(x | loc_k, scale_k) for each component, and their maximum."""
+    logs = LOG_NORM - 0.5 * ((x - LOC) / SCALE) ** 2
+    return logs, logs.max()
+
+
+@numba.njit
 def mixture_logpdf(x):
     """log sum_k w_k N(x | loc_k, scale_k), by a stable log-sum-exp."""
-    m = -np.inf
-    for k in range(4):
-        m = max(m, LOG_NORM[k] - 0.5 * ((x - LOC[k]) / SCALE[k]) ** 2)
-    s = 0.0
-    for k in range(4):
-        s += np.exp(LOG_NORM[k] - 0.5 * ((x - LOC[k]) / SCALE[k]) ** 2 - m)
-    return m + np.log(s)
+    logs, m = _component_logs(x)
+    return m + np.log(np.sum(np.exp(logs - m)))
 
 
 @numba.njit
 def mixture_dlogpdf(x):
     """d/dx of ``mixture_logpdf``: the responsibility-weighted component scores."""
-    m = -np.inf
-    for k in range(4):
-        m = max(m, LOG_NORM[k] - 0.5 * ((x - LOC[k]) / SCALE[k]) ** 2)
-    num = 0.0
-    den = 0.0
-    for k in range(4):
-        z = (x - LOC[k]) / SCALE[k]
-        p = np.exp(LOG_NORM[k] - 0.5 * z * z - m)
-        num -= p * z / SCALE[k]
-        den += p
-    return num / den
+    logs, m = _component_logs(x)
+    p = np.exp(logs - m)
+    return -np.sum(p * (x - LOC) / SCALE**2) / np.sum(p)
 
 
 logdensity = numba_to_jax(

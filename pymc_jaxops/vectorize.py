@@ -157,5 +157,6 @@ def _vectorize_jax_op(op: JaxOp, node: Apply, *batched_inputs: Variable) -> Appl
         [x.type for x in inputs],
         _batched_signature(op.signature, batched, n_batch, batch_static),
         name=f"vmap({op.name})",
+        input_names=op.input_names,
     )
     return vmapped.make_node(*inputs)
