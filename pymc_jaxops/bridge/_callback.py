@@ -8,11 +8,13 @@ returns a tuple) so the two paths are interchangeable.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax
 import numpy as np
+
+from pymc_jaxops.bridge._kernel import Kernel
 
 
 def _as_argument(a: np.ndarray) -> object:
@@ -20,15 +22,34 @@ def _as_argument(a: np.ndarray) -> object:
     return a[()] if a.ndim == 0 else a
 
 
+def _convert(kernel: Kernel, j: int, r: Any, spec: jax.ShapeDtypeStruct) -> np.ndarray:
+    arr = np.asarray(r)
+    dtype = np.dtype(spec.dtype)
+    # A Python float or int carries no precision of its own; take the declared one.
+    python_scalar = type(r) in (float, int) and arr.dtype.kind == dtype.kind
+    if kernel.exact_dtypes and arr.dtype != dtype and not python_scalar:
+        raise TypeError(
+            f"{kernel.label} returned {arr.dtype} for output {j}, but output {j} is declared "
+            f"{dtype}; the bridge does not cast results (that would silently change them). "
+            "Declare the dtype the function returns in `out`, or cast inside the function."
+        )
+    arr = arr.astype(dtype, copy=False)
+    if arr.shape != tuple(spec.shape):
+        raise ValueError(
+            f"{kernel.label} returned shape {arr.shape} for output {j}, but the declared "
+            f"output has shape {tuple(spec.shape)}; fix the declared shape or the function."
+        )
+    return arr
+
+
 def callback_call(
-    fn: Callable[..., object],
-    label: str,
+    kernel: Kernel,
     args: Sequence[jax.Array],
     out_specs: Sequence[jax.ShapeDtypeStruct],
-    tuple_result: bool,
+    *,
     unwrap_scalars: bool = True,
 ) -> tuple[jax.Array, ...]:
-    """Call ``fn`` on the host through ``jax.pure_callback``; one result per ``out_specs``.
+    """Call ``kernel.fn`` on the host through ``jax.pure_callback``; one result per spec.
 
     Batching is ``vmap_method="sequential"``: the function is called once per batch
     element, so it only ever sees the shapes it was written for. ``unwrap_scalars=False``
@@ -37,22 +58,17 @@ def callback_call(
     out_specs = tuple(out_specs)
 
     def host(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
-        result: Any = fn(*(_as_argument(a) if unwrap_scalars else np.asarray(a) for a in arrays))
-        results = tuple(result) if tuple_result else (result,)
+        unwrap = _as_argument if unwrap_scalars else np.asarray
+        result: Any = kernel.fn(*(unwrap(a) for a in arrays))
+        results = tuple(result) if kernel.returns_tuple else (result,)
         if len(results) != len(out_specs):
             raise ValueError(
-                f"{label} returned {len(results)} outputs but {len(out_specs)} are declared."
+                f"{kernel.label} returned {len(results)} outputs but {len(out_specs)} are "
+                "declared."
             )
-        converted = []
-        for j, (r, spec) in enumerate(zip(results, out_specs, strict=True)):
-            arr = np.asarray(r, dtype=spec.dtype)
-            if arr.shape != tuple(spec.shape):
-                raise ValueError(
-                    f"{label} returned shape {arr.shape} for output {j}, but the declared "
-                    f"output has shape {tuple(spec.shape)}; fix the declared shape or the "
-                    "function."
-                )
-            converted.append(arr)
-        return tuple(converted)
+        return tuple(
+            _convert(kernel, j, r, s)
+            for j, (r, s) in enumerate(zip(results, out_specs, strict=True))
+        )
 
     return tuple(jax.pure_callback(host, out_specs, *args, vmap_method="sequential"))

@@ -17,16 +17,15 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import jax
 import numba
 import numpy as np
 from numba import types
-from numba.core.errors import NumbaError
 from numba.extending import overload
 
 from pymc_jaxops.bridge import _xla_ffi as abi
+from pymc_jaxops.bridge._kernel import Kernel
 
 # Compiled handlers must outlive every executable that calls them: XLA keeps raw function
 # pointers, so the cfunc objects (and the message strings they point at) live here forever.
@@ -44,26 +43,6 @@ _FRAME_HELPERS = (
     "dim",
     "input_offset",
 )
-
-_SCALAR_TYPES = {
-    np.dtype(np.float32): types.float32,
-    np.dtype(np.float64): types.float64,
-    np.dtype(np.int32): types.int32,
-    np.dtype(np.int64): types.int64,
-}
-
-
-@dataclass(frozen=True)
-class Kernel:
-    """A user function called by a handler on all of the handler's inputs."""
-
-    fn: object  # a numba CPUDispatcher
-    n_out: int
-    label: str  # what error messages call it, e.g. "mixture_logpdf" or "grad of f"
-
-
-class KernelTypeError(TypeError):
-    """Numba rejected a kernel for the requested argument types (raised at trace time)."""
 
 
 def _store(ptr, n, value):  # pragma: no cover - replaced by the Numba overload below
@@ -93,113 +72,6 @@ def _store_overload(ptr, n, value):
 
         return impl
     return None
-
-
-def _argument_type(dtype: np.dtype, rank: int) -> types.Type:
-    scalar = _SCALAR_TYPES[dtype]
-    return scalar if rank == 0 else types.Array(scalar, rank, "C")
-
-
-def _describe(t: types.Type) -> str:
-    if isinstance(t, types.Array):
-        return f"a {t.ndim}-d {t.dtype} array"
-    return f"a {t} scalar" if isinstance(t, types.Number | types.Boolean) else str(t)
-
-
-def check_result(kernel: Kernel, result: types.Type, out_sig: Sequence[tuple]) -> None:
-    """Compare Numba's inferred return type with the declared outputs, at trace time."""
-    if kernel.n_out == 1 and isinstance(result, types.BaseTuple):
-        raise KernelTypeError(
-            f"{kernel.label} returns a tuple of {len(result)} values, but one output is "
-            f"declared; declare a tuple of {len(result)} outputs."
-        )
-    if kernel.n_out == 1:
-        results = [result]
-    elif isinstance(result, types.BaseTuple) and len(result) == kernel.n_out:
-        results = list(result.types)
-    else:
-        raise KernelTypeError(
-            f"{kernel.label} returns {_describe(result)}, but {kernel.n_out} outputs are "
-            f"declared; return a tuple of {kernel.n_out} arrays."
-        )
-    for j, (r, (dtype, rank)) in enumerate(zip(results, out_sig, strict=True)):
-        if rank == 0:
-            ok = isinstance(r, types.Number | types.Boolean) or (
-                isinstance(r, types.Array) and r.ndim == 0
-            )
-        else:
-            ok = isinstance(r, types.Array) and r.ndim == rank
-        if not ok:
-            want = "a scalar" if rank == 0 else f"a {rank}-d array"
-            raise KernelTypeError(
-                f"{kernel.label} returns {_describe(r)} for output {j}, but the declared "
-                f"output {j} has rank {rank} (dtype {dtype}), which needs {want}; fix the "
-                "function or the declared output shape."
-            )
-
-
-def _accepts(declared: tuple, wanted: tuple) -> bool:
-    # A fixed-signature dispatcher (``@njit("f8(f8[:])")``) declares layout "A" arrays;
-    # Numba converts our C-contiguous views to them at the call.
-    if len(declared) != len(wanted):
-        return False
-    for d, w in zip(declared, wanted, strict=True):
-        if d == w:
-            continue
-        if not (
-            isinstance(d, types.Array)
-            and isinstance(w, types.Array)
-            and (d.dtype, d.ndim) == (w.dtype, w.ndim)
-            and d.layout == "A"
-        ):
-            return False
-    return True
-
-
-def compile_kernel(kernel: Kernel, in_sig: Sequence[tuple], names: Sequence[str]) -> types.Type:
-    """Compile ``kernel`` for the argument signature; return Numba's inferred result type.
-
-    Every way Numba can refuse the kernel becomes a :class:`KernelTypeError` naming the
-    function and its arguments, raised while JAX traces.
-    """
-    fn = kernel.fn
-    argtys = tuple(_argument_type(dt, r) for dt, r in in_sig)
-    shown = ", ".join(f"{n}: {_describe(t)}" for n, t in zip(names, argtys, strict=True))
-    if not fn._can_compile:  # type: ignore[attr-defined]
-        matches = [
-            cres
-            for declared, cres in fn.overloads.items()  # type: ignore[attr-defined]
-            if _accepts(declared, argtys)
-        ]
-        if matches:
-            cres = matches[0]
-        else:
-            have = "; ".join(
-                "(" + ", ".join(str(t) for t in sig) + ")"
-                for sig in fn.signatures  # type: ignore[attr-defined]
-            )  # type: ignore[attr-defined]
-            raise KernelTypeError(
-                f"{kernel.label} was compiled for fixed signatures ({have}) and none accepts "
-                f"({shown}). Cast the arguments to a declared type, or add a signature."
-            )
-    else:
-        try:
-            fn.compile(argtys)  # type: ignore[attr-defined]
-        except NumbaError as exc:
-            first = str(exc).strip().splitlines()
-            raise KernelTypeError(
-                f"Numba cannot compile {kernel.label} for ({shown}):\n"
-                + "\n".join(first[:12])
-                + "\nMake the function accept these argument types, or cast the arguments "
-                "(for example `x.astype(jnp.float64)`) before calling it."
-            ) from None
-        cres = fn.overloads[argtys]  # type: ignore[attr-defined]
-    if cres.objectmode:
-        raise KernelTypeError(
-            f"{kernel.label} compiled in Numba object mode, which an XLA FFI handler cannot "
-            'call; make it nopython (`numba.njit`) or pass `backend="callback"`.'
-        )
-    return cres.signature.return_type
 
 
 def _message(text: str) -> int:
@@ -259,7 +131,7 @@ def _handler_source(
             j = j0 + m
             i = n_in + j
             dtype, rank = out_sig[j]
-            value = f"r{k}" if kernel.n_out == 1 else f"r{k}[{m}]"
+            value = f"r{k}[{m}]" if kernel.returns_tuple else f"r{k}"
             msgs[f"size_{j}"] = (
                 f"{kernel.label} returned a result for output {j} whose number of elements "
                 "differs from the declared output shape; fix the declared shape or the function"
@@ -284,10 +156,10 @@ def ffi_target(
     """Name of a registered FFI target running ``kernels``; compiled on first use.
 
     ``in_sig``/``out_sig`` are ``(numpy dtype, rank)`` pairs for the unbatched buffers.
-    Kernels must already be compiled with :func:`compile_kernel` (that is where user errors
-    are reported).
+    Kernels must already be compiled with :func:`~pymc_jaxops.bridge._kernel.compile_kernel`
+    (that is where user errors are reported).
     """
-    key = (tuple((k.fn, k.n_out) for k in kernels), tuple(in_sig), tuple(out_sig))
+    key = (tuple((k.fn, k.n_out, k.returns_tuple) for k in kernels), tuple(in_sig), tuple(out_sig))
     with _LOCK:
         if key in _TARGETS:
             return _TARGETS[key]

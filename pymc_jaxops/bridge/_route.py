@@ -10,13 +10,8 @@ import numpy as np
 from numba.core.registry import CPUDispatcher
 
 from pymc_jaxops.bridge._callback import callback_call
-from pymc_jaxops.bridge._handler import (
-    Kernel,
-    KernelTypeError,
-    check_result,
-    compile_kernel,
-    ffi_target,
-)
+from pymc_jaxops.bridge._handler import ffi_target
+from pymc_jaxops.bridge._kernel import Kernel, KernelTypeError, check_result, compile_kernel
 
 
 def can_ffi(fn: Callable[..., Any]) -> bool:
@@ -25,31 +20,34 @@ def can_ffi(fn: Callable[..., Any]) -> bool:
 
 
 def call_kernels(
-    kernels: Sequence[tuple[Callable[..., Any], int, str]],
+    kernels: Sequence[Kernel],
     args: Sequence[jax.Array],
     names: Sequence[str],
     out_specs: Sequence[jax.ShapeDtypeStruct],
-    tuple_outs: Sequence[bool],
-    ffi: bool,
+    *,
+    use_ffi: bool,
     fn_label: str,
 ) -> tuple[jax.Array, ...]:
-    """Run kernels ``(fn, n_out, label)`` on ``args``; their outputs, concatenated."""
-    if not ffi:
+    """Run ``kernels`` on ``args``; their outputs, concatenated, one per ``out_specs``.
+
+    With ``use_ffi`` all kernels run in one XLA FFI custom call (each must be a nopython
+    Numba dispatcher); otherwise each is one ``pure_callback``. Errors name ``fn_label``,
+    the function the user passed to ``numba_to_jax``.
+    """
+    if not use_ffi:
         outs: list[jax.Array] = []
-        for (fn, n_out, label), tup in zip(kernels, tuple_outs, strict=True):
-            specs = out_specs[len(outs) : len(outs) + n_out]
-            outs += callback_call(fn, label, args, specs, tup)
+        for k in kernels:
+            outs += callback_call(k, args, out_specs[len(outs) : len(outs) + k.n_out])
         return tuple(outs)
     in_sig = [(np.dtype(a.dtype), a.ndim) for a in args]
     out_sig = [(np.dtype(s.dtype), len(s.shape)) for s in out_specs]
-    ks = [Kernel(fn, n_out, label) for fn, n_out, label in kernels]
     j = 0
-    for k in ks:
+    for k in kernels:
         try:
             check_result(k, compile_kernel(k, in_sig, names), out_sig[j : j + k.n_out])
         except KernelTypeError as exc:
             raise KernelTypeError(f"numba_to_jax({fn_label}): {exc}") from None
         j += k.n_out
-    target = ffi_target(ks, in_sig, out_sig, fn_label)
+    target = ffi_target(kernels, in_sig, out_sig, fn_label)
     call = jax.ffi.ffi_call(target, tuple(out_specs), vmap_method="expand_dims")
     return tuple(call(*args))

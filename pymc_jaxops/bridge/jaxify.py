@@ -1,9 +1,11 @@
-"""Turn a Numba (or plain Python) array function into a JAX function: :func:`numba_to_jax`."""
+"""Turn a Numba (or plain Python) array function into a JAX function: :func:`numba_to_jax`.
+
+The returned object is a small picklable class rather than a closure: what it pickles is the
+user's functions and ``out``, from which the JAX rules and FFI handlers are rebuilt.
+"""
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, TypeAlias
 
@@ -11,104 +13,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pymc_jaxops.bridge._kernel import Kernel
 from pymc_jaxops.bridge._route import call_kernels, can_ffi
-from pymc_jaxops.bridge._xla_ffi import DTYPE_CODES
+from pymc_jaxops.bridge._spec import CallSpec, declared_outputs, label_of
 
 __all__ = ["numba_to_jax"]
 
 OutSpec: TypeAlias = Any  # a ShapeDtypeStruct-like object, or a tuple/list of them
 Backend: TypeAlias = Literal["auto", "ffi", "callback"]
-
-_SUPPORTED = ", ".join(str(d) for d in DTYPE_CODES)
-
-
-def _label(fn: Callable[..., Any]) -> str:
-    return getattr(fn, "__name__", None) or type(fn).__name__
-
-
-def _param_names(fn: Callable[..., Any], n: int) -> list[str]:
-    try:
-        params = list(inspect.signature(getattr(fn, "py_func", fn)).parameters.values())
-    except (TypeError, ValueError):
-        params = []
-    names = [p.name for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return [names[i] if i < len(names) else f"arg{i}" for i in range(n)]
-
-
-class _Spec:
-    """Everything known at trace time about one call: argument and output specs."""
-
-    def __init__(self, fn: Callable[..., Any], out: OutSpec, args: Sequence[Any]):
-        self.label = _label(fn)
-        self.names = _param_names(fn, len(args))
-        self.args = [self._check_arg(i, a) for i, a in enumerate(args)]
-        self.in_specs = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in self.args]
-        declared = out(*self.in_specs) if callable(out) else out
-        self.tuple_out = isinstance(declared, tuple | list)
-        outs = list(declared) if self.tuple_out else [declared]
-        self.out_specs = [self._check_out(j, o) for j, o in enumerate(outs)]
-        self.float_args = [
-            i for i, a in enumerate(self.args) if jnp.issubdtype(a.dtype, jnp.floating)
-        ]
-
-    def error(self, what: str) -> str:
-        return f"numba_to_jax({self.label}): {what}"
-
-    def _check_arg(self, i: int, a: Any) -> jax.Array:
-        name = self.names[i]
-        try:
-            arr = jnp.asarray(a)
-        except TypeError:
-            raise TypeError(
-                self.error(
-                    f"argument {i} ({name!r}) is a {type(a).__name__}, not an array; pass a "
-                    "JAX or NumPy array."
-                )
-            ) from None
-        if np.dtype(arr.dtype) not in DTYPE_CODES:
-            raise TypeError(
-                self.error(
-                    f"argument {i} ({name!r}) has dtype {arr.dtype}; the bridge passes "
-                    f"{_SUPPORTED} arrays. Cast it, for example `{name}.astype(jnp.float64)`."
-                )
-            )
-        if hasattr(a, "dtype") and np.dtype(a.dtype) != np.dtype(arr.dtype):
-            raise TypeError(
-                self.error(
-                    f"argument {i} ({name!r}) has dtype {a.dtype} but JAX holds it as "
-                    f"{arr.dtype} because 64-bit mode is off; enable it with "
-                    "`jax.config.update('jax_enable_x64', True)` or cast the argument."
-                )
-            )
-        return arr
-
-    def _check_out(self, j: int, o: Any) -> jax.ShapeDtypeStruct:
-        if not (hasattr(o, "shape") and hasattr(o, "dtype")):
-            raise TypeError(
-                self.error(
-                    f"declared output {j} is {o!r}; `out` must be a jax.ShapeDtypeStruct (or a "
-                    "tuple of them), or a callable returning one from the arguments' "
-                    "ShapeDtypeStructs, e.g. `lambda x: jax.ShapeDtypeStruct((), x.dtype)`."
-                )
-            )
-        dtype = np.dtype(o.dtype)
-        if dtype not in DTYPE_CODES:
-            raise TypeError(
-                self.error(f"declared output {j} has dtype {dtype}; use one of {_SUPPORTED}.")
-            )
-        if jax.dtypes.canonicalize_dtype(dtype) != dtype:
-            raise TypeError(
-                self.error(
-                    f"declared output {j} is {dtype} but JAX's 64-bit mode is off; enable it "
-                    "with `jax.config.update('jax_enable_x64', True)` or declare "
-                    f"{jax.dtypes.canonicalize_dtype(dtype)}."
-                )
-            )
-        return jax.ShapeDtypeStruct(tuple(int(d) for d in o.shape), dtype)
-
-
-def _zero_cotangent(a: jax.Array) -> Any:
-    return np.zeros(a.shape, dtype=jax.dtypes.float0)
 
 
 def numba_to_jax(
@@ -131,7 +43,8 @@ def numba_to_jax(
     fn
         Function of arrays. Rank-0 arguments arrive as scalars, others as C-contiguous
         arrays that must not be modified. Returns one array or scalar, or a tuple of them
-        when ``out`` is a tuple. float32, float64, int32 and int64 are supported.
+        when ``out`` is a tuple. float32, float64, int32 and int64 are supported. Results
+        must have the declared dtype: they are never cast.
     out
         The output's shape and dtype: a ``jax.ShapeDtypeStruct`` (or tuple/list of them), or
         a callable taking the arguments' ``ShapeDtypeStruct`` and returning that, for
@@ -139,7 +52,8 @@ def numba_to_jax(
     grad
         Gradient of a function with one scalar output: takes the same arguments, returns
         the gradient with respect to each floating-point argument (a tuple if there are
-        several). Value and gradient are then computed in one call.
+        several). Value and gradient are then computed in one call. Each gradient is
+        returned in its argument's dtype.
     vjp
         Vector-Jacobian product for any outputs: ``vjp(*args, *cotangents)`` returns the
         cotangent of each floating-point argument (a tuple if there are several). Integer
@@ -155,13 +69,19 @@ def numba_to_jax(
     -------
     callable
         ``f(*args)`` returning a ``jax.Array`` (or a tuple). Under ``vmap`` the FFI handler
-        loops over the batch itself; callbacks run once per batch element.
+        loops over the batch itself; callbacks run once per batch element. Its ``backend``
+        attribute says which backend runs ``fn``. It pickles (with ``pickle`` when ``fn``,
+        ``out``, ``grad`` and ``vjp`` are importable, with ``cloudpickle`` always) and is
+        rebuilt, handlers included, where it is unpickled.
 
     Raises
     ------
     TypeError
-        While tracing, for unsupported dtypes, malformed ``out``, or when Numba cannot
-        compile ``fn`` for the arguments' types or its result rank differs from ``out``.
+        At once, when ``fn``, ``grad`` or ``vjp`` is not callable or a fixed ``out`` is
+        malformed. While tracing, for unsupported dtypes, a malformed ``out``, when Numba
+        cannot compile ``fn`` (a :class:`~pymc_jaxops.bridge.KernelTypeError`), when its
+        result's rank or dtype differs from ``out``, or when ``jax.grad`` meets a function
+        declared without ``grad``/``vjp``.
     jax.errors.JaxRuntimeError
         When running, if ``fn`` raises or returns a result of the wrong size.
 
@@ -181,121 +101,186 @@ def numba_to_jax(
     >>> jax.grad(f)(jnp.array([1.0, 2.0]))
     Array([-1., -2.], dtype=float64)
     """
+    if not callable(fn):
+        raise TypeError(
+            f"numba_to_jax: `fn` must be a function of arrays (a `numba.njit` function or any "
+            f"Python callable), got {type(fn).__name__} {fn!r}."
+        )
+    label = label_of(fn)
+    for role, f in (("grad", grad), ("vjp", vjp)):
+        if f is not None and not callable(f):
+            raise TypeError(
+                f"numba_to_jax({label}): `{role}` must be a function of the same arrays, got "
+                f"{type(f).__name__} {f!r}."
+            )
     if grad is not None and vjp is not None:
         raise TypeError(
-            f"numba_to_jax({_label(fn)}): pass `grad` or `vjp`, not both; `grad` is the "
+            f"numba_to_jax({label}): pass `grad` or `vjp`, not both; `grad` is the "
             "shortcut for a single scalar output."
         )
     if backend not in ("auto", "ffi", "callback"):
-        raise ValueError(f"backend must be 'auto', 'ffi' or 'callback', not {backend!r}")
-
-    def use_ffi(f: Callable[..., Any], role: str) -> bool:
-        if backend == "callback":
-            return False
-        if can_ffi(f):
-            return True
-        if backend == "ffi":
-            raise TypeError(
-                f"numba_to_jax({_label(fn)}): backend='ffi' needs {role} to be a nopython "
-                f"Numba function, got {_label(f)!r}; decorate it with `@numba.njit` or use "
-                "backend='callback'."
-            )
-        return False
-
-    fn_ffi = use_ffi(fn, "fn")
-    deriv = grad if grad is not None else vjp
-    deriv_ffi = use_ffi(deriv, "grad" if grad is not None else "vjp") if deriv else False
-    label = _label(fn)
-
-    def primal(*args: Any) -> Any:
-        spec = _Spec(fn, out, args)
-        outs = call_kernels(
-            [(fn, len(spec.out_specs), label)],
-            spec.args,
-            spec.names,
-            spec.out_specs,
-            [spec.tuple_out],
-            fn_ffi,
-            label,
+        raise ValueError(
+            f"numba_to_jax({label}): `backend` must be 'auto', 'ffi' or 'callback', not "
+            f"{backend!r}."
         )
+    if not callable(out):
+        declared_outputs(label, out)  # a fixed `out` is checked now, not at the first call
+    return _BridgedFunction(fn, out, grad, vjp, backend)
+
+
+def _use_ffi(f: Callable[..., Any], role: str, backend: Backend, label: str) -> bool:
+    if backend == "callback":
+        return False
+    if can_ffi(f):
+        return True
+    if backend == "ffi":
+        raise TypeError(
+            f"numba_to_jax({label}): backend='ffi' needs {role} to be a nopython Numba "
+            f"function, got {label_of(f)!r}; decorate it with `@numba.njit` or use "
+            "backend='callback'."
+        )
+    return False
+
+
+def _zero_cotangent(a: jax.Array) -> Any:
+    return np.zeros(a.shape, dtype=jax.dtypes.float0)
+
+
+def _rebuild(fn: Any, out: Any, grad: Any, vjp: Any, backend: Backend) -> Callable[..., Any]:
+    return numba_to_jax(fn, out, grad=grad, vjp=vjp, backend=backend)
+
+
+class _BridgedFunction:
+    """What :func:`numba_to_jax` returns: ``fn`` as a JAX function, with its JAX rules.
+
+    Differentiation goes through ``jax.custom_vjp`` when ``grad``/``vjp`` is given, else
+    through a ``jax.custom_jvp`` whose rule refuses with a message naming ``fn``.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        out: Any,
+        grad: Callable[..., Any] | None,
+        vjp: Callable[..., Any] | None,
+        backend: Backend,
+    ):
+        self._fn, self._out, self._grad, self._vjp = fn, out, grad, vjp
+        self._backend_choice = backend
+        self._label = label_of(fn)
+        self._fn_ffi = _use_ffi(fn, "fn", backend, self._label)
+        deriv = grad if grad is not None else vjp
+        role = "grad" if grad is not None else "vjp"
+        self._deriv = deriv
+        self._deriv_ffi = deriv is not None and _use_ffi(deriv, role, backend, self._label)
+        self._deriv_label = f"{role} of {self._label}"
+        self.backend = "ffi" if self._fn_ffi else "callback"
+        # Look like the wrapped function to `help`, tracebacks and jaxprs.
+        self.__name__ = self._label
+        self.__qualname__ = getattr(fn, "__qualname__", self._label)
+        self.__doc__ = getattr(fn, "__doc__", None)
+        self.__wrapped__ = fn
+        self._jax_fn = self._differentiable()
+
+    def __repr__(self) -> str:
+        return f"<numba_to_jax({self._label}), backend={self.backend!r}>"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild, (self._fn, self._out, self._grad, self._vjp, self._backend_choice)
+
+    def __call__(self, *args: Any) -> Any:
+        self._spec(args)  # validate before the custom rule casts the arguments to arrays
+        return self._jax_fn(*args)
+
+    def _spec(self, args: Sequence[Any]) -> CallSpec:
+        return CallSpec(self._fn, self._out, args)
+
+    def _differentiable(self) -> Any:
+        if self._deriv is None:
+            f = jax.custom_jvp(self._primal)
+            f.defjvp(self._refuse_derivative)
+            return f
+        g = jax.custom_vjp(self._primal)
+        g.defvjp(self._fwd, self._bwd)
+        return g
+
+    def _fn_kernel(self, spec: CallSpec) -> Kernel:
+        n = len(spec.out_specs)
+        return Kernel(self._fn, n, self._label, returns_tuple=spec.tuple_out, exact_dtypes=False)
+
+    def _deriv_kernel(self, n: int) -> Kernel:
+        assert self._deriv is not None
+        return Kernel(self._deriv, n, self._deriv_label, returns_tuple=n > 1, exact_dtypes=False)
+
+    def _call(
+        self,
+        kernels: Sequence[Kernel],
+        args: Sequence[Any],
+        names: Sequence[str],
+        specs: Sequence[jax.ShapeDtypeStruct],
+        use_ffi: bool,
+    ) -> tuple[jax.Array, ...]:
+        return call_kernels(kernels, args, names, specs, use_ffi=use_ffi, fn_label=self._label)
+
+    def _primal(self, *args: Any) -> Any:
+        spec = self._spec(args)
+        kernel = self._fn_kernel(spec)
+        outs = self._call([kernel], spec.args, spec.names, spec.out_specs, self._fn_ffi)
         return outs if spec.tuple_out else outs[0]
 
-    wrapped: Any = primal
-    if deriv is not None:
-        deriv_label = f"{'grad' if grad is not None else 'vjp'} of {label}"
+    def _refuse_derivative(self, primals: Any, tangents: Any) -> Any:
+        raise TypeError(
+            f"numba_to_jax({self._label}): JAX cannot differentiate {self._label}, which was "
+            "bridged without a derivative; pass `grad=` (gradient of a scalar output) or "
+            "`vjp=` (vector-Jacobian product) to numba_to_jax. Only reverse mode "
+            "(jax.grad, jax.vjp) is supported."
+        )
 
-        def cotangent_specs(spec: _Spec) -> list[jax.ShapeDtypeStruct]:
-            if not spec.float_args:
-                raise TypeError(spec.error("no floating-point argument to differentiate."))
-            return [spec.in_specs[i] for i in spec.float_args]
+    def _cotangent_specs(self, spec: CallSpec) -> list[jax.ShapeDtypeStruct]:
+        if not spec.float_args:
+            raise TypeError(spec.error("no floating-point argument to differentiate."))
+        return [spec.in_specs[i] for i in spec.float_args]
 
-        def expand(spec: _Spec, cts: Sequence[jax.Array]) -> tuple[Any, ...]:
-            it = iter(cts)
-            return tuple(
-                next(it) if i in spec.float_args else _zero_cotangent(a)
-                for i, a in enumerate(spec.args)
-            )
-
-        wrapped = jax.custom_vjp(primal)
-
-        def fwd(*args: Any) -> tuple[Any, Any]:
-            spec = _Spec(fn, out, args)
-            if grad is None:
-                return primal(*args), (spec.args, ())
-            if spec.tuple_out or spec.out_specs[0].shape != ():
-                raise TypeError(
-                    spec.error(
-                        "`grad` needs a single scalar output (out=ShapeDtypeStruct((), ...)); "
-                        "for other outputs pass `vjp` instead."
-                    )
+    def _fwd(self, *args: Any) -> tuple[Any, Any]:
+        spec = self._spec(args)
+        if self._grad is None:
+            return self._primal(*args), (spec.args, ())
+        if spec.tuple_out or spec.out_specs[0].shape != ():
+            raise TypeError(
+                spec.error(
+                    "`grad` needs a single scalar output (out=ShapeDtypeStruct((), ...)); "
+                    "for other outputs pass `vjp` instead."
                 )
-            cspecs = cotangent_specs(spec)
-            tup = len(cspecs) > 1
-            if fn_ffi and deriv_ffi:
-                # Value and gradient in one FFI call: what NUTS needs at every leapfrog step.
-                kernels = [(fn, 1, label), (grad, len(cspecs), deriv_label)]
-                specs = spec.out_specs + cspecs
-                res = call_kernels(
-                    kernels, spec.args, spec.names, specs, [False, tup], True, label
-                )
-                return res[0], (spec.args, res[1:])
-            grads = call_kernels(
-                [(grad, len(cspecs), deriv_label)],
-                spec.args,
-                spec.names,
-                cspecs,
-                [tup],
-                deriv_ffi,
-                label,
             )
-            return primal(*args), (spec.args, grads)
+        cspecs = self._cotangent_specs(spec)
+        grad_kernel = self._deriv_kernel(len(cspecs))
+        if self._fn_ffi and self._deriv_ffi:
+            # Value and gradient in one FFI call: what NUTS needs at every leapfrog step.
+            kernels = [self._fn_kernel(spec), grad_kernel]
+            res = self._call(kernels, spec.args, spec.names, spec.out_specs + cspecs, True)
+            return res[0], (spec.args, res[1:])
+        grads = self._call([grad_kernel], spec.args, spec.names, cspecs, self._deriv_ffi)
+        return self._primal(*args), (spec.args, grads)
 
-        def bwd(res: Any, ct: Any) -> tuple[Any, ...]:
-            args, grads = res
-            spec = _Spec(fn, out, args)
-            if vjp is None:
-                return expand(spec, [ct * g for g in grads])
-            cts = list(ct) if spec.tuple_out else [ct]
-            cts = [jnp.asarray(c, s.dtype) for c, s in zip(cts, spec.out_specs, strict=True)]
-            cspecs = cotangent_specs(spec)
-            names = [*spec.names, *(f"cotangent{j}" for j in range(len(cts)))]
-            grads = call_kernels(
-                [(vjp, len(cspecs), deriv_label)],
-                [*spec.args, *cts],
-                names,
-                cspecs,
-                [len(cspecs) > 1],
-                deriv_ffi,
-                label,
-            )
-            return expand(spec, grads)
+    def _bwd(self, res: Any, ct: Any) -> tuple[Any, ...]:
+        args, grads = res
+        spec = self._spec(args)
+        if self._vjp is None:
+            return self._expand(spec, [ct * g for g in grads])
+        cts = list(ct) if spec.tuple_out else [ct]
+        cts = [jnp.asarray(c, s.dtype) for c, s in zip(cts, spec.out_specs, strict=True)]
+        cspecs = self._cotangent_specs(spec)
+        names = [*spec.names, *(f"cotangent{j}" for j in range(len(cts)))]
+        kernel = self._deriv_kernel(len(cspecs))
+        grads = self._call([kernel], [*spec.args, *cts], names, cspecs, self._deriv_ffi)
+        return self._expand(spec, grads)
 
-        wrapped.defvjp(fwd, bwd)
-
-    @functools.wraps(fn)
-    def jax_fn(*args: Any) -> Any:
-        _Spec(fn, out, args)  # validate before custom_vjp casts the arguments to JAX arrays
-        return wrapped(*args)
-
-    jax_fn.backend = "ffi" if fn_ffi else "callback"  # type: ignore[attr-defined]
-    return jax_fn
+    @staticmethod
+    def _expand(spec: CallSpec, cts: Sequence[jax.Array]) -> tuple[Any, ...]:
+        # One cotangent per argument, in the argument's dtype (a float64 output times a
+        # float32 gradient would otherwise hand a float32 argument a float64 cotangent).
+        it = iter(cts)
+        return tuple(
+            jnp.asarray(next(it), a.dtype) if i in spec.float_args else _zero_cotangent(a)
+            for i, a in enumerate(spec.args)
+        )

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pymc_jaxops.bridge._callback import callback_call
-from pymc_jaxops.bridge._handler import KernelTypeError
+from pymc_jaxops.bridge._kernel import Kernel, KernelTypeError
 from pymc_jaxops.bridge._route import call_kernels, can_ffi
 
 __all__ = ["register_jax_fallback"]
@@ -163,6 +163,7 @@ def jax_funcify_fallback(op: Any, node: Any = None, **kwargs: Any) -> Callable[.
     # would reach it as a scalar where ``perform`` passes a 0-d array.
     use_ffi = can_ffi(fn) and all(i.type.ndim > 0 for i in node.inputs)
     host = _perform_host(op, node)
+    perform = Kernel(host, n_out, label, returns_tuple=True, exact_dtypes=False)
 
     def forward(*args: Any) -> tuple[jax.Array, ...]:
         args = tuple(
@@ -171,13 +172,13 @@ def jax_funcify_fallback(op: Any, node: Any = None, **kwargs: Any) -> Callable[.
         specs = _out_specs(op, node, args, host)
         if use_ffi:
             names = [f"input{i}" for i in range(len(args))]
+            # PyTensor casts ``perform`` results to the output type, so the bridge may too.
+            kernel = Kernel(fn, n_out, label, returns_tuple=n_out > 1, exact_dtypes=False)
             try:
-                return call_kernels(
-                    [(fn, n_out, label)], args, names, specs, [n_out > 1], True, label
-                )
+                return call_kernels([kernel], args, names, specs, use_ffi=True, fn_label=label)
             except KernelTypeError:
                 pass  # ``perform`` may still manage, e.g. through NumPy's casting rules
-        return callback_call(host, label, args, specs, tuple_result=True, unwrap_scalars=False)
+        return callback_call(perform, args, specs, unwrap_scalars=False)
 
     gradient: list[Callable[..., list[Any]]] = []  # built on first use, then cached
 

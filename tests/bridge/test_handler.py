@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pymc_jaxops.bridge._handler import Kernel, compile_kernel, ffi_target
+from pymc_jaxops.bridge._handler import ffi_target
+from pymc_jaxops.bridge._kernel import Kernel, compile_kernel
 
 from .kernels import mixture_logpdf
 
@@ -14,7 +15,7 @@ F64 = np.dtype(np.float64)
 
 @pytest.fixture(scope="module")
 def f64_target():
-    kernel = Kernel(mixture_logpdf, 1, "mixture_logpdf")
+    kernel = Kernel(mixture_logpdf, 1, "mixture_logpdf", returns_tuple=False, exact_dtypes=True)
     compile_kernel(kernel, [(F64, 0)], ["x"])
     return ffi_target([kernel], [(F64, 0)], [(F64, 0)], "mixture_logpdf")
 
@@ -44,5 +45,5 @@ def test_rank_and_arity_mismatches_are_errors(f64_target):
 
 
 def test_target_is_cached_per_signature(f64_target):
-    kernel = Kernel(mixture_logpdf, 1, "mixture_logpdf")
+    kernel = Kernel(mixture_logpdf, 1, "mixture_logpdf", returns_tuple=False, exact_dtypes=True)
     assert ffi_target([kernel], [(F64, 0)], [(F64, 0)], "mixture_logpdf") == f64_target
