@@ -206,7 +206,7 @@ class _BridgedFunction:
 
     def _fn_kernel(self, spec: CallSpec) -> Kernel:
         n = len(spec.out_specs)
-        return Kernel(self._fn, n, self._label, returns_tuple=spec.tuple_out, exact_dtypes=False)
+        return Kernel(self._fn, n, self._label, returns_tuple=spec.tuple_out, exact_dtypes=True)
 
     def _deriv_kernel(self, n: int) -> Kernel:
         assert self._deriv is not None

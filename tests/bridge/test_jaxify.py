@@ -1,12 +1,14 @@
 """numba_to_jax: values, gradients and transformations through the XLA FFI bridge."""
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numba
 import numpy as np
 import pytest
 
-from pymc_jaxops.bridge import numba_to_jax
+from pymc_jaxops.bridge import KernelTypeError, numba_to_jax
 
 from .kernels import (
     affine_and_norm,
@@ -18,7 +20,9 @@ from .kernels import (
 )
 
 SCALAR_LIKE = lambda x: jax.ShapeDtypeStruct((), x.dtype)  # noqa: E731
-logp = numba_to_jax(mixture_logpdf, SCALAR_LIKE, grad=mixture_dlogpdf)
+F64_SCALAR = jax.ShapeDtypeStruct((), jnp.float64)
+# The mixture's constants are float64, so its value is float64 whatever the input's dtype.
+logp = numba_to_jax(mixture_logpdf, F64_SCALAR, grad=mixture_dlogpdf)
 XS = np.linspace(-6.0, 8.0, 7)
 RUNTIME_ERRORS = (jax.errors.JaxRuntimeError, ValueError)
 
@@ -39,7 +43,7 @@ def test_backend_is_ffi_for_njit_functions():
 def test_value_and_grad_match_numba_and_jnp(dtype, rtol):
     for x in XS.astype(dtype):
         value, grad = jax.value_and_grad(logp)(x)
-        assert value.dtype == dtype and grad.dtype == dtype
+        assert value.dtype == np.float64 and grad.dtype == dtype  # gradient: the input's dtype
         np.testing.assert_allclose(value, mixture_logpdf(x), rtol=rtol)
         np.testing.assert_allclose(grad, mixture_dlogpdf(x), rtol=rtol, atol=rtol)
         ref_v, ref_g = jax.value_and_grad(mixture_logpdf_jnp)(np.float64(x))
@@ -196,7 +200,9 @@ def uses_missing_method(x):
 
 def test_numba_typing_error_is_reported_with_the_arguments():
     f = numba_to_jax(uses_missing_method, SCALAR_LIKE)
-    with pytest.raises(TypeError, match=r"Numba cannot compile uses_missing_method for \(x: a"):
+    with pytest.raises(
+        KernelTypeError, match=r"Numba cannot compile uses_missing_method for \(x: a"
+    ):
         f(np.ones(2))
 
 
@@ -247,10 +253,125 @@ def test_callback_shape_errors_are_reported():
         f(np.ones(3)).block_until_ready()
 
 
-def test_float64_without_x64_is_a_clear_error():
-    f = numba_to_jax(mixture_logpdf, jax.ShapeDtypeStruct((), jnp.float64))
-    with jax.enable_x64(False):
+def test_float64_with_x64_switched_off_turns_it_back_on():
+    f = numba_to_jax(mixture_logpdf, F64_SCALAR)
+    jax.config.update("jax_enable_x64", False)  # the autouse fixture switches it back on
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the one-time x64 notice
+        value = f(np.float64(0.5))
+    assert value.dtype == np.float64
+    np.testing.assert_allclose(value, mixture_logpdf(0.5), rtol=1e-15)
+
+
+def test_float64_inside_an_x64_off_block_is_a_clear_error():
+    f = numba_to_jax(mixture_logpdf, F64_SCALAR)
+    with jax.enable_x64(False), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
         with pytest.raises(TypeError, match=r"declared output 0 is float64 but JAX's 64-bit"):
             f(np.float32(0.5))
         with pytest.raises(TypeError, match=r"argument 0 \('x'\) has dtype float64 but JAX"):
             logp(np.float64(0.5))
+
+
+# --- results are never cast silently ----------------------------------------------------
+
+
+@numba.njit
+def halves(x):
+    return 2.5 * x
+
+
+@pytest.mark.parametrize("declared", [jnp.int64, jnp.float32])
+def test_result_dtype_differing_from_out_is_refused(declared):
+    f = numba_to_jax(halves, lambda x: jax.ShapeDtypeStruct(x.shape, declared))
+    with pytest.raises(
+        KernelTypeError,
+        match=rf"numba_to_jax\(halves\): halves returns float64 for output 0, but output 0 is "
+        rf"declared {np.dtype(declared)}",
+    ):
+        f(np.array([1.0, 2.0, 3.0]))
+    np.testing.assert_array_equal(
+        numba_to_jax(halves, lambda x: x)(np.array([1.0, 2.0, 3.0])), [2.5, 5.0, 7.5]
+    )
+
+
+def test_callback_result_dtype_differing_from_out_is_refused():
+    f = numba_to_jax(lambda x: 2.5 * x, lambda x: jax.ShapeDtypeStruct(x.shape, jnp.int64))
+    with pytest.raises(RUNTIME_ERRORS, match=r"returned float64 for output 0, but output 0 is"):
+        f(np.array([1.0, 2.0, 3.0])).block_until_ready()
+    g = numba_to_jax(lambda x: float(np.sum(x)), lambda x: jax.ShapeDtypeStruct((), x.dtype))
+    assert g(np.ones(3, np.float32)).dtype == np.float32  # a Python float takes `out`'s dtype
+
+
+def test_grad_of_float32_input_is_float32_inside_a_fori_loop():
+    # Gradient ascent on the mixture in float32: the carry must keep its dtype.
+    def ascend(x0):
+        return jax.lax.fori_loop(0, 30, lambda i, x: x + 0.5 * jax.grad(logp)(x), x0)
+
+    x = jax.jit(ascend)(jnp.float32(2.0))
+    assert x.dtype == np.float32
+    want = np.float32(2.0)
+    for _ in range(30):
+        want = np.float32(want + np.float32(0.5) * np.float32(mixture_dlogpdf(want)))
+    np.testing.assert_allclose(x, want, rtol=1e-5)
+
+
+# --- bad input: a clear error at once, naming the function and the argument -------------
+
+
+def test_fn_grad_and_vjp_must_be_callable():
+    with pytest.raises(TypeError, match=r"numba_to_jax: `fn` must be a function of arrays"):
+        numba_to_jax(3, F64_SCALAR)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"numba_to_jax\(mixture_logpdf\): `grad` must be"):
+        numba_to_jax(mixture_logpdf, F64_SCALAR, grad="dlogp")  # type: ignore[arg-type]
+
+
+class _Declared:
+    """A ShapeDtypeStruct look-alike: JAX's own would refuse a non-integer dim itself."""
+
+    def __init__(self, shape):
+        self.shape, self.dtype = shape, np.float64
+
+
+@pytest.mark.parametrize("shape", [(-1,), (2, -3), (1.5,)])
+def test_out_with_a_bad_dim_is_refused_when_declared(shape):
+    with pytest.raises(
+        TypeError, match=r"numba_to_jax\(halves\): declared output 0 has shape .* non-negative"
+    ):
+        numba_to_jax(halves, _Declared(shape))
+
+
+def test_out_callable_with_a_negative_dim_is_refused_at_trace_time():
+    f = numba_to_jax(halves, lambda x: jax.ShapeDtypeStruct((x.shape[0] - 4,), x.dtype))
+    with pytest.raises(TypeError, match=r"declared output 0 has shape \(-1,\)"):
+        f(np.ones(3))
+
+
+@numba.njit
+def imports_inside(x):
+    import math  # Numba cannot compile an import statement
+
+    return math.pi * x
+
+
+def test_numba_compile_failure_of_any_kind_names_the_function():
+    f = numba_to_jax(imports_inside, lambda x: x)
+    with pytest.raises(
+        KernelTypeError,
+        match=r"numba_to_jax\(imports_inside\): Numba cannot compile imports_inside for "
+        r"\(x: a 1-d float64 array\): UnsupportedBytecodeError",
+    ):
+        f(np.ones(2))
+
+
+def test_grad_without_grad_or_vjp_names_the_function_and_the_fix():
+    f = numba_to_jax(mixture_logpdf, F64_SCALAR)
+    assert float(f(0.5)) == pytest.approx(mixture_logpdf(0.5))
+    with pytest.raises(
+        TypeError,
+        match=r"numba_to_jax\(mixture_logpdf\): JAX cannot differentiate mixture_logpdf.*"
+        r"pass `grad=`.*`vjp=`",
+    ):
+        jax.grad(f)(0.5)
+    # Gradients that do not flow through it still work.
+    np.testing.assert_allclose(jax.grad(lambda x: x**2 + f(jax.lax.stop_gradient(x)))(1.5), 3.0)
