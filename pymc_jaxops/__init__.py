@@ -5,11 +5,13 @@ from pymc_jaxops import multiprocess as _multiprocess  # noqa: F401  (no fork of
 from pymc_jaxops import rewrites as _rewrites  # noqa: F401  (registers graph rewrites)
 from pymc_jaxops import vectorize as _vectorize  # noqa: F401  (JaxOp -> jax.vmap)
 from pymc_jaxops.blackjax_nuts import sample_blackjax_nuts
-from pymc_jaxops.bridge import numba_to_jax, register_jax_fallback
+from pymc_jaxops.bridge import numba_to_jax, register_jax_fallback, unregister_jax_fallback
 from pymc_jaxops.model import JaxModel, model_to_jax
 from pymc_jaxops.wrap import as_pytensor_op
 
-register_jax_fallback()  # Ops with no JAX implementation get one (perform + L_op)
+# On by default so black-box Ops sample with NumPyro out of the box; scoped to Ops with no
+# JAX implementation of their own; unregister_jax_fallback() switches it off.
+register_jax_fallback()
 
 __all__ = [
     "JaxModel",
@@ -18,4 +20,5 @@ __all__ = [
     "numba_to_jax",
     "register_jax_fallback",
     "sample_blackjax_nuts",
+    "unregister_jax_fallback",
 ]

@@ -2,6 +2,6 @@
 
 from pymc_jaxops.bridge._kernel import KernelTypeError
 from pymc_jaxops.bridge.jaxify import numba_to_jax
-from pymc_jaxops.bridge.op_fallback import register_jax_fallback
+from pymc_jaxops.bridge.op_fallback import register_jax_fallback, unregister_jax_fallback
 
-__all__ = ["KernelTypeError", "numba_to_jax", "register_jax_fallback"]
+__all__ = ["KernelTypeError", "numba_to_jax", "register_jax_fallback", "unregister_jax_fallback"]

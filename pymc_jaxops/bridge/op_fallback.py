@@ -1,9 +1,13 @@
-"""A JAX implementation for every PyTensor Op that has none: :func:`register_jax_fallback`.
+"""A JAX implementation for PyTensor Ops that have none: :func:`register_jax_fallback`.
 
 PyTensor's ``jax_funcify`` is a ``functools.singledispatch``; registering on the base ``Op``
 (and on ``FromFunctionOp``, which ``as_op``/``wrap_py`` build) only reaches Ops whose class
 has no more specific registration, i.e. exactly the ones that used to raise
-"No JAX conversion for the given `Op`".  Their forward pass runs the Op's own ``perform``
+"No JAX conversion for the given `Op`". Of those, it takes only Ops with tensor inputs and
+outputs; every other Op, and every Op while the fallback is switched off
+(:func:`unregister_jax_fallback`), gets PyTensor's own behaviour.
+
+Their forward pass runs the Op's own ``perform``
 through ``jax.pure_callback`` (or, for a ``wrap_py`` of a Numba function, through the XLA FFI
 bridge), and their gradient is the Op's own ``L_op`` graph, itself converted to JAX, so
 black-box Ops with a gradient sample under NumPyro.
@@ -22,9 +26,11 @@ from pymc_jaxops.bridge._callback import callback_call
 from pymc_jaxops.bridge._kernel import Kernel, KernelTypeError
 from pymc_jaxops.bridge._route import call_kernels, can_ffi
 
-__all__ = ["register_jax_fallback"]
+__all__ = ["register_jax_fallback", "unregister_jax_fallback"]
 
-_REGISTERED = False
+_ENABLED = False
+# What ``jax_funcify`` did for each class before the fallback was registered on it.
+_PREVIOUS: dict[type, Callable[..., Any]] = {}
 
 
 def _shape_value(dim: Any) -> int | None:
@@ -151,10 +157,21 @@ def jax_funcify_fallback(op: Any, node: Any = None, **kwargs: Any) -> Callable[.
     """``jax_funcify`` for Ops without a JAX implementation: ``perform`` + ``L_op``."""
     from pytensor.tensor.type import TensorType
 
-    if node is None or not all(
+    applies = node is not None and all(
         isinstance(v.type, TensorType) for v in [*node.inputs, *node.outputs]
-    ):
-        raise NotImplementedError(f"No JAX conversion for the given `Op`: {op}")
+    )
+    if not (_ENABLED and applies):
+        previous = next(f for cls, f in _PREVIOUS.items() if isinstance(op, cls))
+        try:
+            return previous(op, node=node, **kwargs)
+        except NotImplementedError as exc:
+            if not applies:
+                raise
+            raise NotImplementedError(
+                f"{exc}. pymc_jaxops can run this Op's `perform` inside JAX through a "
+                "Python callback (slow, but it works with NumPyro, BlackJAX and nutpie's JAX "
+                "backend): call `pymc_jaxops.register_jax_fallback()` first."
+            ) from None
 
     label = str(op)
     n_out = len(node.outputs)
@@ -218,16 +235,17 @@ def jax_funcify_fallback(op: Any, node: Any = None, **kwargs: Any) -> Callable[.
 
 
 def register_jax_fallback() -> None:
-    """Give every PyTensor Op without a JAX implementation one; idempotent.
+    """Run PyTensor Ops that have no JAX implementation inside JAX; idempotent.
 
     After this, ``pytensor.function(..., mode="JAX")`` and
     ``pm.sample(nuts_sampler="numpyro")`` accept graphs holding black-box Ops
-    (``pytensor.wrap_py``/``as_op`` results, user Ops with ``perform``): the forward pass
-    calls ``perform`` through ``jax.pure_callback`` (a ``wrap_py`` of a ``numba.njit``
-    function uses the XLA FFI bridge instead), and gradients come from the Op's own
-    ``grad``/``L_op`` graph converted to JAX. Ops that already have a JAX implementation are
-    untouched. ``import pymc_jaxops`` calls this. Importing PyTensor's JAX dispatch, as this
-    does, turns on JAX's 64-bit mode when ``floatX`` is float64.
+    (``pytensor.wrap_py``/``as_op`` results, user Ops with their own ``perform``): the
+    forward pass calls ``perform`` through ``jax.pure_callback`` (a ``wrap_py`` of a
+    ``numba.njit`` function uses the XLA FFI bridge instead), and gradients come from the
+    Op's own ``grad``/``L_op`` graph converted to JAX. Ops that have a JAX implementation,
+    and Ops with non-tensor inputs or outputs, are untouched. ``import pymc_jaxops`` calls this;
+    :func:`unregister_jax_fallback` switches it off again. Importing PyTensor's JAX
+    dispatch, as this does, turns on JAX's 64-bit mode when ``floatX`` is float64.
 
     Examples
     --------
@@ -242,13 +260,41 @@ def register_jax_fallback() -> None:
     >>> f(np.array([1.0, 2.0]))
     Array([2., 4.], dtype=float64)
     """
-    global _REGISTERED
-    if _REGISTERED:
-        return
+    global _ENABLED
     from pytensor.compile.ops import FromFunctionOp
     from pytensor.graph.op import Op
     from pytensor.link.jax.dispatch import jax_funcify
 
-    jax_funcify.register(Op)(jax_funcify_fallback)
-    jax_funcify.register(FromFunctionOp)(jax_funcify_fallback)
-    _REGISTERED = True
+    for cls in (FromFunctionOp, Op):  # most specific first: the lookup takes the first match
+        if cls not in _PREVIOUS:
+            _PREVIOUS[cls] = jax_funcify.dispatch(cls)
+            jax_funcify.register(cls)(jax_funcify_fallback)
+    _ENABLED = True
+
+
+def unregister_jax_fallback() -> None:
+    """Give Ops without a JAX implementation PyTensor's own behaviour back.
+
+    Compiling such an Op to JAX then raises PyTensor's ``NotImplementedError`` ("No JAX
+    conversion for the given `Op`"), with a note saying that
+    :func:`register_jax_fallback` would run it. Useful to make sure a model runs natively
+    in JAX, with no Python callback hidden in it.
+
+    Examples
+    --------
+    >>> import pytensor, pytensor.tensor as pt
+    >>> from pytensor.compile.ops import wrap_py
+    >>> @wrap_py(itypes=[pt.dvector], otypes=[pt.dvector])
+    ... def double(x):
+    ...     return 2 * x
+    >>> x = pt.dvector("x")
+    >>> unregister_jax_fallback()
+    >>> try:
+    ...     pytensor.function([x], double(x), mode="JAX")
+    ... except NotImplementedError as exc:
+    ...     print("register_jax_fallback()" in str(exc))
+    True
+    >>> register_jax_fallback()  # as `import pymc_jaxops` left it
+    """
+    global _ENABLED
+    _ENABLED = False

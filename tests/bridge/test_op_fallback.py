@@ -11,7 +11,7 @@ from pytensor.compile.ops import wrap_py
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 
-from pymc_jaxops.bridge import register_jax_fallback
+from pymc_jaxops.bridge import register_jax_fallback, unregister_jax_fallback
 
 register_jax_fallback()
 
@@ -99,6 +99,36 @@ def test_ops_with_a_jax_implementation_are_untouched():
 
     assert jax_funcify.dispatch(Elemwise) is not jax_funcify_fallback
     assert jax_funcify.dispatch(SinOp) is jax_funcify_fallback
+
+
+@pytest.fixture
+def fallback_off():
+    unregister_jax_fallback()
+    yield
+    register_jax_fallback()  # as `import pymc_jaxops` leaves it
+
+
+def test_switched_off_gives_pytensors_error_saying_what_to_call(fallback_off):
+    x = pt.dvector("x")
+    for y in (cos_op(x), SinOp()(x)):
+        with pytest.raises(NotImplementedError, match=r"No JAX conversion for the given `Op`"):
+            pytensor.function([x], y, mode="JAX")
+        with pytest.raises(NotImplementedError, match=r"pymc_jaxops\.register_jax_fallback\(\)"):
+            pytensor.function([x], y, mode="JAX")
+    register_jax_fallback()
+    np.testing.assert_allclose(
+        pytensor.function([x], cos_op(x), mode="JAX")(np.zeros(2)), [1.0, 1.0]
+    )
+
+
+def test_numpyro_with_the_fallback_off_says_what_to_call(fallback_off):
+    import pymc as pm
+
+    with pm.Model():
+        mu = pm.Normal("mu", 0.0, 1.0, shape=2)
+        pm.Potential("black_box", SinOp()(mu).sum())
+        with pytest.raises(NotImplementedError, match=r"register_jax_fallback\(\)"):
+            pm.sample(nuts_sampler="numpyro", draws=10, tune=10, chains=1, progressbar=False)
 
 
 @pytest.mark.slow
