@@ -4,7 +4,8 @@ PyTensor's JAX backend draws from a ``RandomVariable`` through the singledispatc
 ``pytensor.link.jax.dispatch.random.jax_sample_fn``; with no registration, compiling a graph
 that draws from e.g. ``pt.random.halfcauchy`` or ``pm.HalfNormal`` fails with
 "No JAX implementation for the given distribution". Importing this module registers exact
-samplers (transformations of JAX's standard draws) for the common continuous priors below.
+samplers (transformations of JAX's standard draws) for the distributions below, among them
+PyMC's own random variables (``pm.TruncatedNormal``, ``pm.Wald``, ``pm.DiscreteUniform``...).
 An implementation that PyTensor already provides is never replaced there, so a future
 PyTensor that ships its own wins.
 
@@ -19,6 +20,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import pytensor.tensor.random.basic as ptr
+from pymc.distributions.continuous import MoyalRV, RiceRV, SkewNormalRV, TruncatedNormalRV, WaldRV
+from pymc.distributions.discrete import DiscreteUniformRV
 from pytensor.link.jax.dispatch import jax_funcify
 from pytensor.link.jax.dispatch.random import jax_sample_fn
 
@@ -59,6 +62,98 @@ def _invgamma(op, node) -> _SampleFn:
     return sample_fn
 
 
+def _batch(size, *params):
+    return jnp.broadcast_shapes(*(jnp.shape(p) for p in params)) if size is None else size
+
+
+def _weibull(op, node) -> _SampleFn:
+    # NumPy's standard Weibull, ``(-log U) ** (1 / shape)``; pm.Weibull scales it.
+    def sample_fn(rng_key, size, dtype, shape):
+        size = _batch(size, shape)
+        return jax.random.weibull_min(rng_key, 1.0, shape, size, dtype)
+
+    return sample_fn
+
+
+def _triangular(op, node) -> _SampleFn:
+    # Inverse CDF, one uniform per draw.
+    def sample_fn(rng_key, size, dtype, left, mode, right):
+        size = _batch(size, left, mode, right)
+        u = jax.random.uniform(rng_key, size, dtype)
+        width = right - left
+        below = left + jnp.sqrt(u * width * (mode - left))
+        above = right - jnp.sqrt((1 - u) * width * (right - mode))
+        return jnp.where(u < (mode - left) / width, below, above)
+
+    return sample_fn
+
+
+def _truncated_normal(op, node) -> _SampleFn:
+    def sample_fn(rng_key, size, dtype, mu, sigma, lower, upper):
+        size = _batch(size, mu, sigma, lower, upper)
+        z = jax.random.truncated_normal(
+            rng_key, (lower - mu) / sigma, (upper - mu) / sigma, size, dtype
+        )
+        return jnp.clip(mu + sigma * z, lower, upper)
+
+    return sample_fn
+
+
+def _wald(op, node) -> _SampleFn:
+    # Michael, Schucany & Haas (1976): one normal and one uniform per draw.
+    def sample_fn(rng_key, size, dtype, mu, lam, alpha):
+        size = _batch(size, mu, lam, alpha)
+        k_normal, k_uniform = jax.random.split(rng_key)
+        y = jax.random.normal(k_normal, size, dtype) ** 2
+        x = (
+            mu
+            + mu**2 * y / (2 * lam)
+            - mu / (2 * lam) * jnp.sqrt(4 * mu * lam * y + (mu * y) ** 2)
+        )
+        u = jax.random.uniform(k_uniform, size, dtype)
+        return alpha + jnp.where(u <= mu / (mu + x), x, mu**2 / x)
+
+    return sample_fn
+
+
+def _skew_normal(op, node) -> _SampleFn:
+    # delta * |Z0| + sqrt(1 - delta^2) * Z1 is standard skew-normal with shape alpha.
+    def sample_fn(rng_key, size, dtype, mu, sigma, alpha):
+        size = _batch(size, mu, sigma, alpha)
+        z = jax.random.normal(rng_key, (2, *size), dtype)
+        delta = alpha / jnp.sqrt(1 + alpha**2)
+        return mu + sigma * (delta * jnp.abs(z[0]) + jnp.sqrt(1 - delta**2) * z[1])
+
+    return sample_fn
+
+
+def _rice(op, node) -> _SampleFn:
+    # The length of a 2-d normal vector centred at (b, 0), in units of sigma.
+    def sample_fn(rng_key, size, dtype, b, sigma):
+        size = _batch(size, b, sigma)
+        z = jax.random.normal(rng_key, (2, *size), dtype)
+        return sigma * jnp.hypot(z[0] + b, z[1])
+
+    return sample_fn
+
+
+def _moyal(op, node) -> _SampleFn:
+    # If Z ~ N(0, 1), -log(Z^2) is standard Moyal.
+    def sample_fn(rng_key, size, dtype, mu, sigma):
+        size = _batch(size, mu, sigma)
+        return mu - sigma * jnp.log(jax.random.normal(rng_key, size, dtype) ** 2)
+
+    return sample_fn
+
+
+def _discrete_uniform(op, node) -> _SampleFn:
+    def sample_fn(rng_key, size, dtype, lower, upper):
+        size = _batch(size, lower, upper)
+        return jax.random.randint(rng_key, size, lower, upper + 1, dtype)
+
+    return sample_fn
+
+
 def _categorical(op, node) -> _SampleFn:
     def sample_fn(rng_key, size, dtype, p):
         # ``jax.random.categorical`` takes log-probabilities (any constant offset), not
@@ -74,6 +169,14 @@ _SAMPLERS: dict[type, Callable[..., _SampleFn]] = {
     ptr.HalfNormalRV: _half_loc_scale(jax.random.normal),
     ptr.LogNormalRV: _lognormal,
     ptr.InvGammaRV: _invgamma,
+    ptr.WeibullRV: _weibull,
+    ptr.TriangularRV: _triangular,
+    TruncatedNormalRV: _truncated_normal,
+    WaldRV: _wald,
+    SkewNormalRV: _skew_normal,
+    RiceRV: _rice,
+    MoyalRV: _moyal,
+    DiscreteUniformRV: _discrete_uniform,
 }
 
 _CORRECTIONS: dict[type, Callable[..., _SampleFn]] = {

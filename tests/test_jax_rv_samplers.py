@@ -178,6 +178,34 @@ SCALAR = {
         lambda: pm.NormalMixture("normalmixture", [0.3, 0.7], [0.0, 3.0], [1.0, 0.5]),
         _ks(lambda x: 0.3 * stats.norm(0, 1).cdf(x) + 0.7 * stats.norm(3, 0.5).cdf(x)),
     ),
+    "weibull": (lambda: pm.Weibull("weibull", 1.5, 2.0), _ks(stats.weibull_min(1.5, 0, 2))),
+    "triangular": (
+        lambda: pm.Triangular("triangular", lower=0.0, c=1.0, upper=3.0),
+        _ks(stats.triang(1 / 3, 0, 3)),
+    ),
+    "truncatednormal": (
+        lambda: pm.TruncatedNormal("truncatednormal", 0.5, 2.0, lower=-1.0, upper=2.0),
+        _ks(stats.truncnorm(-0.75, 0.75, 0.5, 2.0)),
+    ),
+    "truncated": (
+        lambda: pm.Truncated("truncated", pm.Normal.dist(0.0, 1.0), lower=-1.0, upper=2.0),
+        _ks(stats.truncnorm(-1.0, 2.0)),
+    ),
+    "truncatedexponential": (
+        lambda: pm.Truncated("truncatedexponential", pm.Exponential.dist(1.0), upper=2.0),
+        _ks(stats.truncexpon(2.0)),
+    ),
+    "wald": (lambda: pm.Wald("wald", mu=1.0, lam=2.0), _ks(stats.invgauss(0.5, 0, 2.0))),
+    "skewnormal": (
+        lambda: pm.SkewNormal("skewnormal", mu=0.5, sigma=2.0, alpha=3.0),
+        _ks(stats.skewnorm(3.0, 0.5, 2.0)),
+    ),
+    "rice": (lambda: pm.Rice("rice", nu=1.0, sigma=2.0), _ks(stats.rice(0.5, 0, 2.0))),
+    "moyal": (lambda: pm.Moyal("moyal", 0.5, 2.0), _ks(stats.moyal(0.5, 2.0))),
+    "exgaussian": (
+        lambda: pm.ExGaussian("exgaussian", mu=0.5, sigma=1.0, nu=2.0),
+        _ks(stats.exponnorm(2.0, 0.5, 1.0)),
+    ),
     "bernoulli": (lambda: pm.Bernoulli("bernoulli", 0.3), _discrete(stats.bernoulli(0.3))),
     "binomial": (lambda: pm.Binomial("binomial", 10, 0.3), _discrete(stats.binom(10, 0.3))),
     "poisson": (lambda: pm.Poisson("poisson", 3.5), _discrete(stats.poisson(3.5))),
@@ -211,6 +239,10 @@ SCALAR = {
             "zeroinflatednegativebinomial", ZI_PSI, mu=3.0, alpha=2.0
         ),
         _chi2(lambda k: ZI_PSI * stats.nbinom(2, 0.4).pmf(k) + (1 - ZI_PSI) * (k == 0)),
+    ),
+    "discreteuniform": (
+        lambda: pm.DiscreteUniform("discreteuniform", 2, 7),
+        _discrete(stats.randint(2, 8)),
     ),
     "orderedlogistic": (
         lambda: pm.OrderedLogistic("orderedlogistic", 0.5, [-1.0, 1.0]),
