@@ -133,6 +133,17 @@ def test_rank3_and_integer_arguments():
 
 
 @numba.njit
+def doubled_in_a_tuple(x):
+    return (2.0 * x,)
+
+
+def test_one_output_declared_as_a_tuple_is_returned_as_a_tuple():
+    for fn in (doubled_in_a_tuple, lambda x: (2.0 * x,)):  # FFI, callback
+        (y,) = jax.vmap(numba_to_jax(fn, lambda x: (x,)))(np.ones((3, 2)))
+        np.testing.assert_array_equal(y, np.full((3, 2), 2.0))
+
+
+@numba.njit
 def scaled_norm(x, k):
     return k[0] * np.sum(x * x)
 
