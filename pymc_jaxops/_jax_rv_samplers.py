@@ -12,7 +12,9 @@ PyTensor that ships its own wins.
 Corrections are the exception: PyTensor 2.38's categorical sampler hands ``logit(p)`` to
 ``jax.random.categorical``, which expects log-probabilities, so ``p=[0.2, 0.3, 0.5]`` draws
 frequencies near ``[0.14, 0.26, 0.59]``. Those samplers are replaced unconditionally (an
-exact sampler replacing a fixed one changes nothing).
+exact sampler replacing a fixed one changes nothing). So is PyTensor's ``jax_funcify`` of
+``RandomVariable``, wrapped so that draws sharing one RNG state agree (see the end of the
+module); ``tests/test_jax_rv_samplers.py`` checks every distribution ``model_to_jax`` draws.
 """
 
 from collections.abc import Callable
