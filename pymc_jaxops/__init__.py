@@ -7,13 +7,14 @@ from pymc_jaxops import vectorize as _vectorize  # noqa: F401  (JaxOp -> jax.vma
 from pymc_jaxops.blackjax_nuts import sample_blackjax_nuts
 from pymc_jaxops.bridge import numba_to_jax, register_jax_fallback
 from pymc_jaxops.model import JaxModel, model_to_jax
-from pymc_jaxops.wrap import as_pytensor_op
+from pymc_jaxops.wrap import as_pytensor_op, clear_caches
 
 register_jax_fallback()  # Ops with no JAX implementation get one (perform + L_op)
 
 __all__ = [
     "JaxModel",
     "as_pytensor_op",
+    "clear_caches",
     "model_to_jax",
     "numba_to_jax",
     "register_jax_fallback",

@@ -9,6 +9,7 @@ Hessian of the user's function) is built the same way.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,20 +23,27 @@ from pytensor.graph.op import Op
 from pytensor.tensor.exceptions import ShapeError
 from pytensor.tensor.type import TensorType
 
-from pymc_jaxops.precision import ensure_x64
+from pymc_jaxops.precision import mode_of, run_in
 from pymc_jaxops.shapes import OutputSignature, _symbol, dim_to_pytensor
 
 __all__ = ["JaxOp", "JaxValueAndGradOp"]
 
-_JIT_CACHE: dict[Callable, Callable] = {}
+# Least recently used first. Bounded: every entry keeps a user's function (and what its
+# static arguments hold) alive, and a loop that builds models would otherwise grow it forever.
+_JIT_CACHE: OrderedDict[Callable, Callable] = OrderedDict()
+_JIT_CACHE_SIZE = 256
 
 
 def _jitted(fn: Callable) -> Callable:
     """One ``jax.jit`` per distinct function value, shared by every Op that runs it."""
-    try:
-        return _JIT_CACHE[fn]
-    except KeyError:
-        return _JIT_CACHE.setdefault(fn, jax.jit(fn))
+    jitted = _JIT_CACHE.get(fn)
+    if jitted is None:
+        jitted = _JIT_CACHE.setdefault(fn, jax.jit(fn))
+        while len(_JIT_CACHE) > _JIT_CACHE_SIZE:
+            _JIT_CACHE.popitem(last=False)
+    else:
+        _JIT_CACHE.move_to_end(fn)
+    return jitted
 
 
 def _is_float(dtype: str) -> bool:
@@ -72,7 +80,12 @@ class _ValueAndGrad:
             return connected, outs
 
         _, vjp, outs = jax.vjp(restricted, *[primals[i] for i in wrt], has_aux=True)
-        return (*outs, *vjp(tuple(cotangents)))
+        # JAX wants each cotangent in its output's dtype, and a graph may hand over another
+        # (PyTensor's JAX scan carries float64 into a float32 Hessian, say).
+        connected = [o for o, m in zip(outs, self.ct_mask, strict=True) if m]
+        cts = tuple(jax.numpy.asarray(c, o.dtype) for c, o in zip(cotangents, connected))
+        grads = (jax.numpy.asarray(g, primals[i].dtype) for i, g in zip(wrt, vjp(cts)))
+        return (*outs, *grads)
 
 
 class JaxOp(Op):
@@ -124,9 +137,10 @@ class JaxOp(Op):
         try:
             return self.__dict__["_jit"]
         except KeyError:
+            # Run in the x64 mode the function was traced in, whatever the global switch
+            # says now (see precision.py); a float64 output is never computed in float32.
             dtypes = [t.dtype for t in (*self.input_types, *self.output_types)]
-            ensure_x64(dtypes, f"JAX function {self.name!r}")
-            self.__dict__["_jit"] = fn = _jitted(self.fn)
+            self.__dict__["_jit"] = fn = run_in(mode_of(self.fn, dtypes), _jitted(self.fn))
             return fn
 
     def make_node(self, *inputs: Variable) -> Apply:
@@ -200,6 +214,16 @@ class JaxOp(Op):
     def _zero_grad(self, k: int, x) -> Variable:
         if _is_float(x.dtype):
             return pt.zeros_like(x)  # a constant input
+        if _is_inexact(x.dtype):
+            # PyTensor's gradient machinery admits float gradients only.
+            return grad_undefined(
+                self,
+                k,
+                x,
+                f"{self.name}: argument `{self.input_names[k]}` is {x.dtype}; PyTensor does "
+                "not take gradients w.r.t. complex variables. Pass the real and imaginary "
+                "parts as float arguments and combine them inside the JAX function.",
+            )
         if _is_int_root(x):
             return grad_undefined(
                 self,
