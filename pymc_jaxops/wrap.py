@@ -89,10 +89,6 @@ _HINTS = {
         "an output shape depends on input values (boolean masking): keep shapes fixed, "
         "e.g. jnp.where(mask, x, 0) or jnp.nonzero(..., size=n)."
     ),
-    "InconclusiveDimensionOperation": (
-        "the function needs to know something about an input size that PyTensor does not "
-        "know at build time: give that input a static shape with pt.specify_shape(x, shape)."
-    ),
 }
 
 
