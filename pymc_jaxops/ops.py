@@ -9,6 +9,7 @@ Hessian of the user's function) is built the same way.
 
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,22 +29,39 @@ from pymc_jaxops.shapes import OutputSignature, _symbol, dim_to_pytensor
 
 __all__ = ["JaxOp", "JaxValueAndGradOp"]
 
-# Least recently used first. Bounded: every entry keeps a user's function (and what its
-# static arguments hold) alive, and a loop that builds models would otherwise grow it forever.
-_JIT_CACHE: OrderedDict[Callable, Callable] = OrderedDict()
-_JIT_CACHE_SIZE = 256
+# The only strong references to jitted functions (and the XLA executables they hold), least
+# recently used first. Ops hold theirs weakly: PyTensor's rewriters keep every Op they have
+# seen, so an Op holding its executable would keep it for the life of the process.
+_JIT_CACHE: OrderedDict[tuple[Callable, bool], Callable] = OrderedDict()
+_JIT_CACHE_SIZE = 64
 
 
-def _jitted(fn: Callable) -> Callable:
-    """One ``jax.jit`` per distinct function value, shared by every Op that runs it."""
-    jitted = _JIT_CACHE.get(fn)
+def _jitted(fn: Callable, mode: bool) -> Callable:
+    """``jax.jit(fn)`` run in x64 ``mode``; one per function value, shared by equal Ops."""
+    key = (fn, mode)
+    jitted = _JIT_CACHE.get(key)
     if jitted is None:
-        jitted = _JIT_CACHE.setdefault(fn, jax.jit(fn))
+        jitted = _JIT_CACHE.setdefault(key, run_in(mode, jax.jit(_owned(fn))))
         while len(_JIT_CACHE) > _JIT_CACHE_SIZE:
             _JIT_CACHE.popitem(last=False)
     else:
-        _JIT_CACHE.move_to_end(fn)
+        _JIT_CACHE.move_to_end(key)
     return jitted
+
+
+def _owned(fn: Callable) -> Callable:
+    """A fresh function calling ``fn``, to hand to ``jax.jit``.
+
+    JAX caches traces and executables under the function object it is given for as long as
+    that object lives, and ``fn`` lives as long as PyTensor keeps the Op; a fresh object
+    owned by ``_JIT_CACHE`` lets them go when the cache evicts it.
+    """
+
+    def call(*args):
+        return fn(*args)
+
+    call.__name__ = call.__qualname__ = str(getattr(fn, "__name__", "jax_fn"))
+    return call
 
 
 def _is_float(dtype: str) -> bool:
@@ -83,8 +101,12 @@ class _ValueAndGrad:
         # JAX wants each cotangent in its output's dtype, and a graph may hand over another
         # (PyTensor's JAX scan carries float64 into a float32 Hessian, say).
         connected = [o for o, m in zip(outs, self.ct_mask, strict=True) if m]
-        cts = tuple(jax.numpy.asarray(c, o.dtype) for c, o in zip(cotangents, connected))
-        grads = (jax.numpy.asarray(g, primals[i].dtype) for i, g in zip(wrt, vjp(cts)))
+        cts = tuple(
+            jax.numpy.asarray(c, o.dtype) for c, o in zip(cotangents, connected, strict=True)
+        )
+        grads = (
+            jax.numpy.asarray(g, primals[i].dtype) for i, g in zip(wrt, vjp(cts), strict=True)
+        )
         return (*outs, *grads)
 
 
@@ -134,14 +156,15 @@ class JaxOp(Op):
 
     @property
     def jitted(self) -> Callable:
-        try:
-            return self.__dict__["_jit"]
-        except KeyError:
+        ref = self.__dict__.get("_jit")
+        fn = ref() if ref is not None else None
+        if fn is None:
             # Run in the x64 mode the function was traced in, whatever the global switch
             # says now (see precision.py); a float64 output is never computed in float32.
             dtypes = [t.dtype for t in (*self.input_types, *self.output_types)]
-            self.__dict__["_jit"] = fn = run_in(mode_of(self.fn, dtypes), _jitted(self.fn))
-            return fn
+            fn = _jitted(self.fn, mode_of(self.fn, dtypes))
+            self.__dict__["_jit"] = weakref.ref(fn)
+        return fn
 
     def make_node(self, *inputs: Variable) -> Apply:
         if len(inputs) != len(self.input_types):

@@ -336,9 +336,7 @@ def _lookup(module: str, qualname: str):
 
 
 @overload
-def as_pytensor_op(
-    jax_function: F, *, name: str | None = None, allow_eval: bool = True
-) -> F: ...
+def as_pytensor_op(jax_function: F, *, name: str | None = None, allow_eval: bool = True) -> F: ...
 @overload
 def as_pytensor_op(
     jax_function: None = None, *, name: str | None = None, allow_eval: bool = True
