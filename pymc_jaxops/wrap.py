@@ -113,7 +113,7 @@ class PytensorJaxFunction:
         # Owned by this object, so a function wrapped in a loop takes its Ops with it when
         # it goes; bounded, so one function called with many static values stays small.
         self._ops: OrderedDict[tuple, JaxOp] = OrderedDict()
-        _WRAPPERS.add(self)
+        _WRAPPERS[id(self)] = self
 
     def __repr__(self) -> str:
         return f"<as_pytensor_op {self.__name__}>"
@@ -267,7 +267,8 @@ class PytensorJaxFunction:
 
 
 _OPS_PER_FUNCTION = 64
-_WRAPPERS: weakref.WeakSet[PytensorJaxFunction] = weakref.WeakSet()
+# By identity: equal wrappers of one function each own a cache.
+_WRAPPERS: weakref.WeakValueDictionary[int, PytensorJaxFunction] = weakref.WeakValueDictionary()
 
 
 def clear_caches() -> None:
@@ -282,7 +283,7 @@ def clear_caches() -> None:
     >>> from pymc_jaxops import clear_caches
     >>> clear_caches()
     """
-    for wrapper in list(_WRAPPERS):
+    for wrapper in list(_WRAPPERS.values()):
         wrapper.cache_clear()
     ops._JIT_CACHE.clear()
 
