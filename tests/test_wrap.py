@@ -232,3 +232,15 @@ def test_clear_caches_empties_both(rng):
     assert not normal_logp._ops and not ops._JIT_CACHE
     xv = rng.normal(size=3)
     np.testing.assert_allclose(f(xv), jax.scipy.stats.norm.logpdf(xv).sum())
+
+
+def test_allow_eval_is_part_of_the_identity_and_pickles():
+    import cloudpickle
+
+    def double(x):
+        return 2 * x
+
+    strict, default = as_pytensor_op(double, allow_eval=False), as_pytensor_op(double)
+    assert strict != default and strict == as_pytensor_op(jax_function=double, allow_eval=False)
+    clone = cloudpickle.loads(cloudpickle.dumps(strict))
+    assert clone._allow_eval is False  # a local function comes back as a new function
