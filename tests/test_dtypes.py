@@ -184,12 +184,12 @@ def test_vectorized_op_keeps_dtypes(din):
     np.testing.assert_array_equal(got, np.asarray(want))
 
 
-def _run_script(script: str, env: dict[str, str], timeout: float) -> dict:
+def _run_script(script: Path, env: dict[str, str], timeout: float) -> dict:
     """Run ``script`` as a user would (a file, a fresh interpreter), killing it on timeout."""
     path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
     env = {**os.environ, **env, "PYTHONPATH": path}
     proc = subprocess.Popen(
-        [sys.executable, "-c", script],
+        [sys.executable, str(script)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -254,8 +254,10 @@ FLOAT32_MODEL = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_float32_model_samples_in_float32_with_pymc_and_numpyro():
-    res = _run_script(FLOAT32_MODEL, {"PYTENSOR_FLAGS": "floatX=float32"}, timeout=400)
+def test_float32_model_samples_in_float32_with_pymc_and_numpyro(tmp_path):
+    script = tmp_path / "float32_model.py"
+    script.write_text(FLOAT32_MODEL)
+    res = _run_script(script, {"PYTENSOR_FLAGS": "floatX=float32"}, timeout=400)
     assert res["floatX"] == "float32"
     # PyTensor switches x64 off for floatX=float32; pymc_jaxops never switches it back.
     assert res["x64"] is False and res["x64_after_tiny"] is False and res["x64_end"] is False
