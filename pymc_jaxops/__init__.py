@@ -7,7 +7,7 @@ from pymc_jaxops import vectorize as _vectorize  # noqa: F401  (JaxOp -> jax.vma
 from pymc_jaxops.blackjax_nuts import sample_blackjax_nuts
 from pymc_jaxops.bridge import numba_to_jax, register_jax_fallback, unregister_jax_fallback
 from pymc_jaxops.model import JaxModel, model_to_jax
-from pymc_jaxops.wrap import as_pytensor_op
+from pymc_jaxops.wrap import as_pytensor_op, clear_caches
 
 # On by default so black-box Ops sample with NumPyro out of the box; scoped to Ops with no
 # JAX implementation of their own; unregister_jax_fallback() switches it off.
@@ -16,6 +16,7 @@ register_jax_fallback()
 __all__ = [
     "JaxModel",
     "as_pytensor_op",
+    "clear_caches",
     "model_to_jax",
     "numba_to_jax",
     "register_jax_fallback",

@@ -31,6 +31,7 @@ from pytensor.tensor.random.type import RandomType
 from pytensor.tensor.variable import TensorVariable
 
 from pymc_jaxops import _jax_rv_samplers  # noqa: F401  (registers missing JAX samplers)
+from pymc_jaxops.precision import require_x64
 
 __all__ = ["JaxModel", "model_to_jax"]
 
@@ -265,6 +266,7 @@ class _JaxGraph:
         # the function that draws from it.
         self._fn: Callable[..., Sequence[Any]] | None = None
         self._dtypes: list[str] = []
+        self._graph_dtypes = [getattr(v.type, "dtype", "") for v in (*inputs, *outputs)]
 
     def _build(self) -> None:
         inputs, outputs, check_bounds = self._graph
@@ -284,6 +286,9 @@ class _JaxGraph:
             self._fn = jax_funcify(fgraph)
 
     def __call__(self, key: jax.Array | None, inputs: Sequence[jax.Array]) -> list[jax.Array]:
+        # Where the value is produced: a jitted JaxModel function re-traces when x64 is
+        # switched off after model_to_jax, and must fail then rather than run in 32-bit.
+        require_x64(self._graph_dtypes, "This JaxModel")
         if self._fn is None:
             # The first call usually happens under a jit trace; the constants jax_funcify
             # creates must be concrete arrays, not tracers that would leak out of it.
@@ -355,10 +360,4 @@ def _spec(var: TensorVariable, shapes: Mapping[str, tuple[int, ...]]) -> jax.Sha
 
 
 def _require_x64(model: pm.Model) -> None:
-    dtypes = {str(v.dtype) for v in model.value_vars + model.observed_RVs}
-    if any(d.endswith("64") for d in dtypes) and not jax.config.read("jax_enable_x64"):
-        raise RuntimeError(
-            "The model computes in 64-bit but JAX's x64 mode is off, so JAX would silently "
-            "truncate to 32-bit. Call jax.config.update('jax_enable_x64', True) before "
-            "model_to_jax."
-        )
+    require_x64([v.dtype for v in model.value_vars + model.observed_RVs], "The model")

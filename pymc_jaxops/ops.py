@@ -9,6 +9,8 @@ Hessian of the user's function) is built the same way.
 
 from __future__ import annotations
 
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,20 +24,44 @@ from pytensor.graph.op import Op
 from pytensor.tensor.exceptions import ShapeError
 from pytensor.tensor.type import TensorType
 
-from pymc_jaxops.precision import ensure_x64
+from pymc_jaxops.precision import mode_of, run_in
 from pymc_jaxops.shapes import OutputSignature, _symbol, dim_to_pytensor
 
 __all__ = ["JaxOp", "JaxValueAndGradOp"]
 
-_JIT_CACHE: dict[Callable, Callable] = {}
+# The only strong references to jitted functions (and the XLA executables they hold), least
+# recently used first. Ops hold theirs weakly: PyTensor's rewriters keep every Op they have
+# seen, so an Op holding its executable would keep it for the life of the process.
+_JIT_CACHE: OrderedDict[tuple[Callable, bool], Callable] = OrderedDict()
+_JIT_CACHE_SIZE = 64
 
 
-def _jitted(fn: Callable) -> Callable:
-    """One ``jax.jit`` per distinct function value, shared by every Op that runs it."""
-    try:
-        return _JIT_CACHE[fn]
-    except KeyError:
-        return _JIT_CACHE.setdefault(fn, jax.jit(fn))
+def _jitted(fn: Callable, mode: bool) -> Callable:
+    """``jax.jit(fn)`` run in x64 ``mode``; one per function value, shared by equal Ops."""
+    key = (fn, mode)
+    jitted = _JIT_CACHE.get(key)
+    if jitted is None:
+        jitted = _JIT_CACHE.setdefault(key, run_in(mode, jax.jit(_owned(fn))))
+        while len(_JIT_CACHE) > _JIT_CACHE_SIZE:
+            _JIT_CACHE.popitem(last=False)
+    else:
+        _JIT_CACHE.move_to_end(key)
+    return jitted
+
+
+def _owned(fn: Callable) -> Callable:
+    """A fresh function calling ``fn``, to hand to ``jax.jit``.
+
+    JAX caches traces and executables under the function object it is given for as long as
+    that object lives, and ``fn`` lives as long as PyTensor keeps the Op; a fresh object
+    owned by ``_JIT_CACHE`` lets them go when the cache evicts it.
+    """
+
+    def call(*args):
+        return fn(*args)
+
+    call.__name__ = call.__qualname__ = str(getattr(fn, "__name__", "jax_fn"))
+    return call
 
 
 def _is_float(dtype: str) -> bool:
@@ -72,7 +98,16 @@ class _ValueAndGrad:
             return connected, outs
 
         _, vjp, outs = jax.vjp(restricted, *[primals[i] for i in wrt], has_aux=True)
-        return (*outs, *vjp(tuple(cotangents)))
+        # JAX wants each cotangent in its output's dtype, and a graph may hand over another
+        # (PyTensor's JAX scan carries float64 into a float32 Hessian, say).
+        connected = [o for o, m in zip(outs, self.ct_mask, strict=True) if m]
+        cts = tuple(
+            jax.numpy.asarray(c, o.dtype) for c, o in zip(cotangents, connected, strict=True)
+        )
+        grads = (
+            jax.numpy.asarray(g, primals[i].dtype) for i, g in zip(wrt, vjp(cts), strict=True)
+        )
+        return (*outs, *grads)
 
 
 class JaxOp(Op):
@@ -121,13 +156,15 @@ class JaxOp(Op):
 
     @property
     def jitted(self) -> Callable:
-        try:
-            return self.__dict__["_jit"]
-        except KeyError:
+        ref = self.__dict__.get("_jit")
+        fn = ref() if ref is not None else None
+        if fn is None:
+            # Run in the x64 mode the function was traced in, whatever the global switch
+            # says now (see precision.py); a float64 output is never computed in float32.
             dtypes = [t.dtype for t in (*self.input_types, *self.output_types)]
-            ensure_x64(dtypes, f"JAX function {self.name!r}")
-            self.__dict__["_jit"] = fn = _jitted(self.fn)
-            return fn
+            fn = _jitted(self.fn, mode_of(self.fn, dtypes))
+            self.__dict__["_jit"] = weakref.ref(fn)
+        return fn
 
     def make_node(self, *inputs: Variable) -> Apply:
         if len(inputs) != len(self.input_types):
@@ -200,6 +237,16 @@ class JaxOp(Op):
     def _zero_grad(self, k: int, x) -> Variable:
         if _is_float(x.dtype):
             return pt.zeros_like(x)  # a constant input
+        if _is_inexact(x.dtype):
+            # PyTensor's gradient machinery admits float gradients only.
+            return grad_undefined(
+                self,
+                k,
+                x,
+                f"{self.name}: argument `{self.input_names[k]}` is {x.dtype}; PyTensor does "
+                "not take gradients w.r.t. complex variables. Pass the real and imaginary "
+                "parts as float arguments and combine them inside the JAX function.",
+            )
         if _is_int_root(x):
             return grad_undefined(
                 self,

@@ -12,6 +12,8 @@ import functools
 import inspect
 import re
 import sys
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast, overload
@@ -26,11 +28,12 @@ from pytensor.graph.traversal import graph_inputs
 from pytensor.tensor.type import TensorType
 from pytensor.tensor.variable import TensorVariable
 
+from pymc_jaxops import ops
 from pymc_jaxops.ops import JaxOp
-from pymc_jaxops.precision import ensure_x64
+from pymc_jaxops.precision import scoped, trace_mode
 from pymc_jaxops.shapes import infer_outputs
 
-__all__ = ["as_pytensor_op"]
+__all__ = ["as_pytensor_op", "clear_caches"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -45,6 +48,7 @@ class _FlatCall:
     wrapped: PytensorJaxFunction
     treedef: Any  # PyTreeDef of (args, kwargs)
     static: tuple  # ((type, value) | None, ...) per leaf; None marks an array leaf
+    x64: bool = True  # the JAX x64 mode it is traced and run in (precision.py)
 
     @property
     def __name__(self) -> str:
@@ -85,10 +89,6 @@ _HINTS = {
         "an output shape depends on input values (boolean masking): keep shapes fixed, "
         "e.g. jnp.where(mask, x, 0) or jnp.nonzero(..., size=n)."
     ),
-    "InconclusiveDimensionOperation": (
-        "the function needs to know something about an input size that PyTensor does not "
-        "know at build time: give that input a static shape with pt.specify_shape(x, shape)."
-    ),
 }
 
 
@@ -98,17 +98,22 @@ class PytensorJaxFunction:
     Made by :func:`as_pytensor_op`; equal when they wrap the same function.
     """
 
-    def __init__(self, fn: Callable, name: str | None = None):
+    def __init__(self, fn: Callable, name: str | None = None, allow_eval: bool = True):
         if not callable(fn):
             raise TypeError(f"as_pytensor_op expects a callable, got {type(fn).__name__}.")
         functools.update_wrapper(self, fn)
         self.__wrapped__ = fn
         self._name = name
+        self._allow_eval = bool(allow_eval)
         self.__name__ = name or getattr(fn, "__name__", type(fn).__name__)
         try:
             self._signature: inspect.Signature | None = inspect.signature(fn)
         except (TypeError, ValueError):
             self._signature = None
+        # Owned by this object, so a function wrapped in a loop takes its Ops with it when
+        # it goes; bounded, so one function called with many static values stays small.
+        self._ops: OrderedDict[tuple, JaxOp] = OrderedDict()
+        _WRAPPERS[id(self)] = self
 
     def __repr__(self) -> str:
         return f"<as_pytensor_op {self.__name__}>"
@@ -118,10 +123,15 @@ class PytensorJaxFunction:
             type(other) is type(self)
             and other.__wrapped__ == self.__wrapped__
             and other._name == self._name
+            and other._allow_eval == self._allow_eval
         )
 
     def __hash__(self) -> int:
-        return hash((self.__wrapped__, self._name))
+        return hash((self.__wrapped__, self._name, self._allow_eval))
+
+    def cache_clear(self) -> None:
+        """Forget the Ops built so far (they are rebuilt, equal, on the next call)."""
+        self._ops.clear()
 
     def __reduce__(self):
         # Pickle by reference when importable, so plain pickle works; by value otherwise
@@ -129,7 +139,7 @@ class PytensorJaxFunction:
         module, qualname = getattr(self, "__module__", None), getattr(self, "__qualname__", "")
         if module not in (None, "__main__") and _lookup(module, qualname) is self:
             return _lookup, (module, qualname)
-        return PytensorJaxFunction, (self.__wrapped__, self._name)
+        return PytensorJaxFunction, (self.__wrapped__, self._name, self._allow_eval)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self._signature is not None:
@@ -162,7 +172,8 @@ class PytensorJaxFunction:
                         "dataclass instead of a dict), or pass it as an array."
                     ) from None
                 static.append((type(leaf), leaf))
-        flat = _FlatCall(self, treedef, tuple(static))
+        mode = trace_mode(i.type.dtype for i in inputs)
+        flat = _FlatCall(self, treedef, tuple(static), mode)
         op = self._op(
             flat, inputs, [p for (p, _), s in zip(paths_leaves, static, strict=True) if s is None]
         )
@@ -204,19 +215,24 @@ class PytensorJaxFunction:
     def _op(self, flat: _FlatCall, inputs, paths) -> JaxOp:
         input_types = tuple(i.type for i in inputs)
         key = (flat, input_types)
-        op = _OP_CACHE.get(key)
+        op = self._ops.get(key)
         if op is not None:
+            self._ops.move_to_end(key)
             return op
-        ensure_x64([t.dtype for t in input_types], f"as_pytensor_op({self.__name__})")
+        concrete = (lambda: _concrete_shapes(inputs)) if self._allow_eval else None
         try:
-            signature = infer_outputs(flat.tree, input_types, lambda: _concrete_shapes(inputs))
+            with scoped(flat.x64):
+                signature = infer_outputs(flat.tree, input_types, concrete)
         except Exception as err:
-            raise self._trace_error(err, paths, input_types) from err
+            raise self._trace_error(err, paths, input_types, flat) from err
         names = [self._describe(p) for p in paths]
         op = JaxOp(flat, input_types, signature, name=self.__name__, input_names=names)
-        return _OP_CACHE.setdefault(key, op)
+        self._ops[key] = op
+        while len(self._ops) > _OPS_PER_FUNCTION:
+            self._ops.popitem(last=False)
+        return op
 
-    def _trace_error(self, err: Exception, paths, input_types) -> Exception:
+    def _trace_error(self, err: Exception, paths, input_types, flat: _FlatCall) -> Exception:
         names = [self._describe(p) for p in paths]
         message = re.sub(
             r"\bin(\d+)d(\d+)\b", lambda m: f"{names[int(m[1])]}.shape[{m[2]}]", str(err)
@@ -228,11 +244,17 @@ class PytensorJaxFunction:
             r"The error occurred while tracing the function flat at \S+ for \w+\. ?", "", message
         )
         hint = _HINTS.get(type(err).__name__, "")
-        if not hint and re.search(r"\bin\d+d\d+\b", str(err)):
+        if not hint and _symbolic_dim_failure(err, flat, input_types):
+            unknown = ", ".join(
+                f"{n}.shape[{d}]"
+                for n, t in zip(names, input_types, strict=True)
+                for d, s in enumerate(t.shape)
+                if s is None
+            )
             hint = (
-                "PyTensor does not know these input dims at build time, so JAX traced them "
-                "symbolically; if the function needs a fixed size, give the input a static "
-                "shape with pt.specify_shape(x, shape)."
+                f"PyTensor does not know {unknown} when the graph is built, so JAX traced "
+                "symbolic sizes there, and the function (or a library it calls) needs "
+                "concrete ones: give the input a static shape with pt.specify_shape(x, shape)."
             )
         legend = ", ".join(f"`{n}`: {t}" for n, t in zip(names, input_types, strict=True))
         kind = type(err) if type(err) in (TypeError, ValueError) else TypeError
@@ -244,7 +266,54 @@ class PytensorJaxFunction:
         )
 
 
-_OP_CACHE: dict[tuple, JaxOp] = {}
+_OPS_PER_FUNCTION = 64
+# By identity: equal wrappers of one function each own a cache.
+_WRAPPERS: weakref.WeakValueDictionary[int, PytensorJaxFunction] = weakref.WeakValueDictionary()
+
+
+def clear_caches() -> None:
+    """Forget every Op and jitted JAX function pymc_jaxops keeps for reuse.
+
+    Both caches are bounded and release a function once nothing else holds it; call this
+    to free memory at once (e.g. between models in a long-running process). Graphs built
+    before keep working: their Ops rebuild what they need.
+
+    Examples
+    --------
+    >>> from pymc_jaxops import clear_caches
+    >>> clear_caches()
+    """
+    for wrapper in list(_WRAPPERS.values()):
+        wrapper.cache_clear()
+    ops._JIT_CACHE.clear()
+
+
+def _symbolic_dim_failure(err: Exception, flat: _FlatCall, input_types) -> bool:
+    """Whether tracing failed because an unknown input dim was symbolic.
+
+    Recognised by JAX's exception class or a symbolic dim in the message; failing that, by
+    behaviour: the function traces when every unknown dim is given a concrete size.
+    """
+    if not any(s is None for t in input_types for s in t.shape):
+        return False
+    inconclusive = getattr(jax.errors, "InconclusiveDimensionOperation", ())
+    chain: BaseException | None = err
+    while chain is not None:
+        if isinstance(chain, inconclusive) or re.search(
+            r"_DimExpr|symbolic dim|\bin\d+d\d+\b", str(chain)
+        ):
+            return True
+        chain = chain.__cause__ or chain.__context__
+    structs = [
+        jax.ShapeDtypeStruct(tuple(7 if s is None else s for s in t.shape), np.dtype(t.dtype))
+        for t in input_types
+    ]
+    try:
+        with scoped(flat.x64):
+            jax.eval_shape(flat, *structs)
+    except Exception:
+        return False
+    return True
 
 
 def _concrete_shapes(inputs) -> list[tuple[int, ...]] | None:
@@ -268,10 +337,12 @@ def _lookup(module: str, qualname: str):
 
 
 @overload
-def as_pytensor_op(fn: F, /, *, name: str | None = None) -> F: ...
+def as_pytensor_op(jax_function: F, *, name: str | None = None, allow_eval: bool = True) -> F: ...
 @overload
-def as_pytensor_op(fn: None = None, /, *, name: str | None = None) -> Callable[[F], F]: ...
-def as_pytensor_op(fn=None, /, *, name=None):
+def as_pytensor_op(
+    jax_function: None = None, *, name: str | None = None, allow_eval: bool = True
+) -> Callable[[F], F]: ...
+def as_pytensor_op(jax_function=None, *, name=None, allow_eval=True):
     """Make a JAX function callable on PyTensor variables, with gradients.
 
     Arguments may be PyTensor variables, NumPy arrays, Python floats, or pytrees (dicts,
@@ -282,19 +353,30 @@ def as_pytensor_op(fn=None, /, *, name=None):
 
     Logp and gradient cost one JAX call in a compiled PyMC graph (a value-and-grad Op plus
     a graph rewrite), and the whole model compiles to JAX for NumPyro / BlackJAX / nutpie.
+    Every real and complex dtype works as input and output; a gradient has its input's
+    dtype, and JAX's x64 mode follows the types (see ``docs/errors.md``).
+
+    It accepts :func:`pytensor.wrap_jax`'s arguments with the same meaning, so changing the
+    import is enough; unlike it, unknown input dims are traced symbolically rather than
+    refused, and a non-array output raises.
 
     Parameters
     ----------
-    fn : callable
+    jax_function : callable
         A pure JAX function (jax.numpy, jax.lax, jax.vmap, jax.jit-ed or custom_vjp
         functions are all fine).
     name : str, optional
-        Name shown in graphs and errors; defaults to ``fn.__name__``.
+        Name shown in graphs and errors; defaults to ``jax_function.__name__``.
+    allow_eval : bool, default True
+        When JAX cannot trace an unknown input dim symbolically, compile and evaluate the
+        input's shape graph for its current size (possible when it depends only on
+        constants and ``pm.Data``). With ``False`` such a function raises, asking for
+        ``pt.specify_shape``.
 
     Returns
     -------
     callable
-        The wrapped function. Also usable as ``@as_pytensor_op(name=...)``.
+        The wrapped function. Also usable as ``@as_pytensor_op(name=..., allow_eval=...)``.
 
     Examples
     --------
@@ -309,6 +391,6 @@ def as_pytensor_op(fn=None, /, *, name=None):
     >>> float(out.eval({mu: 0.0}))
     -0.05
     """
-    if fn is None:
-        return functools.partial(as_pytensor_op, name=name)
-    return PytensorJaxFunction(fn, name)
+    if jax_function is None:
+        return functools.partial(as_pytensor_op, name=name, allow_eval=allow_eval)
+    return PytensorJaxFunction(jax_function, name, allow_eval)

@@ -51,6 +51,16 @@ def identity(x):
     return x
 
 
+def diag_embed(x):
+    # As libraries do: a concrete size (here for an index array) from an input's shape.
+    rows, cols = jnp.diag_indices(x.shape[0])
+    return jnp.zeros((x.shape[0], x.shape[0])).at[rows, cols].set(x)
+
+
+def zero_padded(x):
+    return jnp.concatenate([x, jnp.zeros(int(x.shape[0]) % 2)])
+
+
 ERRORS = [
     # (case, call, exception, message pattern)
     (
@@ -125,6 +135,18 @@ ERRORS = [
         TypeError,
         r"(?s)x\.shape\[0\].*pt\.specify_shape",
     ),
+    (
+        "a library needs a concrete size",
+        lambda: as_pytensor_op(diag_embed)(x),
+        TypeError,
+        r"(?s)'diag_embed'.*_DimExpr.*not know x\.shape\[0\].*pt\.specify_shape\(x, shape\)",
+    ),
+    (
+        "int() of an unknown size",
+        lambda: as_pytensor_op(zero_padded)(x),
+        TypeError,
+        r"(?s)'zero_padded'.*InconclusiveDimension.*not know x\.shape\[0\].*pt\.specify_shape",
+    ),
 ]
 
 
@@ -141,6 +163,23 @@ def test_error_messages_in_docs_are_current():
     text = (Path(__file__).parents[1] / "docs" / "errors.md").read_text()
     for case, *_ in ERRORS:
         assert case in text, case
+
+
+def test_unknown_size_hint_for_a_third_party_library():
+    tinygp = pytest.importorskip("tinygp")
+
+    def gp_logp(t, y):
+        gp = tinygp.GaussianProcess(tinygp.kernels.ExpSquared(1.5), t, diag=0.1)
+        return gp.log_probability(y)
+
+    t, y = pt.vector("t"), pt.vector("y")
+    with pytest.raises(TypeError, match=r"(?s)not know t\.shape\[0\], y\.shape\[0\].*specify"):
+        as_pytensor_op(gp_logp)(t, y)
+    # The fix the message names works.
+    fixed = as_pytensor_op(gp_logp)(pt.specify_shape(t, (4,)), pt.specify_shape(y, (4,)))
+    tv, yv = np.linspace(0, 1, 4), np.array([0.1, -0.2, 0.3, 0.0])
+    want = tinygp.GaussianProcess(tinygp.kernels.ExpSquared(1.5), tv, diag=0.1).log_probability(yv)
+    np.testing.assert_allclose(fixed.eval({t: tv, y: yv}), want, rtol=1e-12)
 
 
 def test_none_inside_the_output_pytree_is_kept():

@@ -1,16 +1,21 @@
 """The decorator: argument pytrees, static arguments, output pytrees, Op identity."""
 
+import gc
+import os
+import weakref
+from pathlib import Path
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pymc as pm
 import pytensor
 import pytensor.tensor as pt
 import pytest
 from pytensor.gradient import verify_grad
 
-from pymc_jaxops import as_pytensor_op
+from pymc_jaxops import as_pytensor_op, clear_caches, ops, wrap
 from pymc_jaxops.ops import JaxOp
 
 
@@ -156,3 +161,86 @@ def test_float32_inputs_keep_their_dtype(rng):
     y = pt.scalar("y")
     mixed = as_pytensor_op(lambda x, y: jnp.sum(x) * y)(x, y)
     assert mixed.dtype == "float64"
+
+
+def test_op_cache_is_bounded_per_function():
+    @as_pytensor_op
+    def shift(x, k):  # k is static: one Op per value
+        return x + k
+
+    x = pt.vector("x")
+    ops = [shift(x, k).owner.op for k in range(3 * wrap._OPS_PER_FUNCTION)]
+    assert len(shift._ops) == wrap._OPS_PER_FUNCTION
+    # An evicted Op is rebuilt equal, so graphs still merge.
+    assert shift(x, 0).owner.op == ops[0]
+    shift.cache_clear()
+    assert not shift._ops
+
+
+def test_functions_wrapped_in_a_loop_are_released():
+    x = pt.dvector("x")
+    released = []
+    for k in range(20):
+
+        def scaled(x, k=float(k)):  # a new function each time, as in a notebook loop
+            return jnp.sum(x * k)
+
+        with pm.Model():
+            mu = pm.Normal("mu")
+            pm.Potential("lik", as_pytensor_op(scaled)(x + mu))
+        released.append(weakref.ref(scaled))
+    del scaled, mu
+    gc.collect()
+    assert not [r for r in released if r() is not None]
+
+
+def _rss_mb() -> float:
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads /proc")
+def test_many_compiled_models_keep_memory_bounded(monkeypatch):
+    # PyTensor's rewriters keep every Op they have compiled; what an Op's function holds
+    # in JAX (traces, XLA executables, ~1.6 MB here) must not stay with it.
+    monkeypatch.setattr(ops, "_JIT_CACHE_SIZE", 4)
+    data = np.linspace(-1, 1, 200)
+
+    @as_pytensor_op
+    def loglik(x, mu, k):  # k is static: each model gets its own Op
+        return jnp.sum(jnp.tanh(x * k - mu) ** 2)
+
+    rss = []
+    for k in range(20):
+        with pm.Model() as model:
+            mu = pm.Normal("mu")
+            pm.Potential("lik", -loglik(data, mu, k))
+        assert np.isfinite(model.compile_logp()({"mu": 0.1}))
+        gc.collect()
+        rss.append(_rss_mb())
+        assert len(ops._JIT_CACHE) <= 4 and len(loglik._ops) <= wrap._OPS_PER_FUNCTION
+    growth = rss[-1] - rss[5]
+    assert growth < 0.4 * 14, f"memory grew {growth:.1f} MB over the last 14 models"
+
+
+def test_clear_caches_empties_both(rng):
+    x = pt.dvector("x")
+    f = pytensor.function([x], normal_logp(x, Params(0.0, 1.0)))
+    assert len(normal_logp._ops) >= 1 and len(ops._JIT_CACHE) >= 1
+    clear_caches()
+    assert not normal_logp._ops and not ops._JIT_CACHE
+    xv = rng.normal(size=3)
+    np.testing.assert_allclose(f(xv), jax.scipy.stats.norm.logpdf(xv).sum())
+
+
+def test_allow_eval_is_part_of_the_identity_and_pickles():
+    import cloudpickle
+
+    def double(x):
+        return 2 * x
+
+    strict, default = as_pytensor_op(double, allow_eval=False), as_pytensor_op(double)
+    assert strict != default and strict == as_pytensor_op(jax_function=double, allow_eval=False)
+    clone = cloudpickle.loads(cloudpickle.dumps(strict))
+    assert clone._allow_eval is False  # a local function comes back as a new function

@@ -67,12 +67,12 @@ class CallSpec:
         self.label = label_of(fn)
         self.names = _param_names(fn, len(args))
         what = f"numba_to_jax({self.label})"
-        precision.ensure_x64([a.dtype for a in args if hasattr(a, "dtype")], what)
+        precision.require_x64([a.dtype for a in args if hasattr(a, "dtype")], what)
         self.args = [self._check_arg(i, a) for i, a in enumerate(args)]
         self.in_specs = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in self.args]
         declared = out(*self.in_specs) if callable(out) else out
         self.tuple_out, self.out_specs = declared_outputs(self.label, declared)
-        precision.ensure_x64([s.dtype for s in self.out_specs], what)
+        precision.require_x64([s.dtype for s in self.out_specs], what)
         for j, s in enumerate(self.out_specs):
             self._check_precision(j, s.dtype)
         self.float_args = [
@@ -100,8 +100,7 @@ class CallSpec:
                     f"{SUPPORTED} arrays. Cast it, for example `{name}.astype(jnp.float64)`."
                 )
             )
-        # Reached only where x64 is still off after ensure_x64 (a `jax.enable_x64(False)`
-        # block): JAX would hand the function truncated numbers.
+        # A safety net behind require_x64: JAX would hand the function truncated numbers.
         if hasattr(a, "dtype") and np.dtype(a.dtype) != np.dtype(arr.dtype):
             raise TypeError(
                 self.error(
