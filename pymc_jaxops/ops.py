@@ -112,8 +112,8 @@ class JaxOp(Op):
         return f"{type(self).__name__}{{{self.name}}}"
 
     def __getstate__(self) -> dict[str, Any]:
-        # The jitted callable is process-local: rebuilt on first use after unpickling.
-        return {k: v for k, v in self.__dict__.items() if k != "_jit"}
+        # The jitted callable and timed plans are process-local: rebuilt after unpickling.
+        return {k: v for k, v in self.__dict__.items() if k not in ("_jit", "_plans")}
 
     @property
     def output_types(self) -> tuple[TensorType, ...]:
@@ -274,6 +274,14 @@ class JaxValueAndGradOp(JaxOp):
     @property
     def n_primal_outputs(self) -> int:
         return len(self.base.output_types)
+
+    def perform(self, node, inputs, output_storage):
+        # One fused call, or forward + backward where that was measured faster.
+        from pymc_jaxops.residuals import value_and_grad_plan  # it imports this module
+
+        run = value_and_grad_plan(self, inputs)
+        for storage, value in zip(output_storage, run(*inputs), strict=True):
+            storage[0] = np.array(value)
 
     def narrowed(self, wrt_mask: tuple[bool, ...]) -> JaxValueAndGradOp:
         """The same Op differentiating only w.r.t. the inputs flagged in ``wrt_mask``."""

@@ -19,15 +19,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from pytensor.tensor.type import TensorType
 
 from pymc_jaxops.ops import JaxOp, JaxValueAndGradOp
+from pymc_jaxops.plans import fastest
 from pymc_jaxops.shapes import OutputSignature, infer_outputs
 
-__all__ = ["JaxBackwardOp", "JaxForwardOp"]
+__all__ = ["JaxBackwardOp", "JaxForwardOp", "split_value_and_grad", "value_and_grad_plan"]
 
 
 def _vjp(fn: Callable, primals: Sequence, ct_mask, wrt_mask):
@@ -59,12 +62,12 @@ class _ForwardWithResiduals:
 
     def __call__(self, *primals):
         outs, vjp = _vjp(self.fn, primals, self.ct_mask, self.wrt_mask)
-        return (*outs, *jax.tree.leaves(vjp))
+        return (*outs, *jax.tree.leaves(vjp), jnp.int8(0))
 
 
 @dataclass(frozen=True)
 class _Backward:
-    """``(*primals, *residuals, *cotangents) -> input cotangents``, without a forward pass.
+    """``(*primals, *residuals, plan, *cotangents) -> input cotangents``, no forward pass.
 
     The primals are only looked at for their shapes and dtypes (XLA drops them).
     """
@@ -81,33 +84,49 @@ class _Backward:
 
     def __call__(self, *args):
         primals = args[: self.n_in]
-        residuals = args[self.n_in : self.n_in + self.n_res]
-        cotangents = args[self.n_in + self.n_res :]
+        specs = tuple((tuple(jnp.shape(p)), jnp.result_type(p).str) for p in primals)
+        return self.from_specs(specs, *args[self.n_in :])
+
+    def from_specs(self, specs: tuple, *args):
+        """The backward pass given only the primals' ``(shape, dtype)`` (a static argument).
+
+        ``args`` are the residuals, then the plan flag (ignored: only the split plan runs
+        inside one JAX program), then the cotangents.
+        """
+        residuals, cotangents = args[: self.n_res], args[self.n_res + 1 :]
         captured = {}
 
         def structure(*p):
             outs, vjp = _vjp(self.fn, p, self.ct_mask, self.wrt_mask)
-            leaves, captured["treedef"] = jax.tree.flatten(vjp)
+            captured["treedef"] = jax.tree.structure(vjp)
             return outs
 
-        out_structs = jax.eval_shape(
-            structure, *(jax.ShapeDtypeStruct(jnp.shape(p), jnp.result_type(p)) for p in primals)
-        )
+        out_structs = jax.eval_shape(structure, *(jax.ShapeDtypeStruct(*s) for s in specs))
         vjp = jax.tree.unflatten(captured["treedef"], residuals)
         # PyTensor hands float64 cotangents to float32 outputs (and back): JAX wants exact
         # dtypes on both sides.
         connected = [o for o, m in zip(out_structs, self.ct_mask, strict=True) if m]
         cts = tuple(jnp.asarray(c, o.dtype) for c, o in zip(cotangents, connected, strict=True))
-        wrt = [p for p, w in zip(primals, self.wrt_mask, strict=True) if w]
-        return tuple(
-            jnp.asarray(g, jnp.result_type(p)) for g, p in zip(vjp(cts), wrt, strict=True)
-        )
+        wrt = [s for s, w in zip(specs, self.wrt_mask, strict=True) if w]
+        return tuple(jnp.asarray(g, s[1]) for g, s in zip(vjp(cts), wrt, strict=True))
+
+
+_SPLIT, _TWO_CALLS = 0, 1  # values of the plan flag the forward Op hands to the backward Op
+_FLAG = TensorType("int8", shape=())
+
+
+def _specs(primals) -> tuple:
+    return tuple((tuple(np.shape(p)), np.asarray(p).dtype.str) for p in primals)
 
 
 class JaxForwardOp(JaxOp):
-    """``base``'s outputs followed by the residuals of its VJP (see the module docstring).
+    """``base``'s outputs, the residuals of its VJP, and a plan flag (see the module docstring).
 
-    Made by :func:`split_value_and_grad`; raises if the residuals cannot be typed.
+    Made by :func:`split_value_and_grad`; raises if the residuals cannot be typed. On its
+    first evaluation at given input shapes it times this split plan against running the
+    plain forward pass now and a fused value-and-grad later (see ``plans.py``), and keeps
+    the faster; the flag output tells the backward Op which one ran (residuals are empty
+    placeholders under the second).
     """
 
     __props__ = ("base", "ct_mask", "wrt_mask")
@@ -128,8 +147,8 @@ class JaxForwardOp(JaxOp):
         # Keep the base's exact output types (so outputs replace one another) and add the
         # residuals' types and symbolic dims.
         signature = OutputSignature(
-            types=(*bsig.types, *traced.types[n_out:]),
-            dims=(*bsig.dims, *traced.dims[n_out:]),
+            types=(*bsig.types, *traced.types[n_out:-1], _FLAG),
+            dims=(*bsig.dims, *traced.dims[n_out:-1], ()),
             sources=tuple(sorted({**dict(traced.sources), **dict(bsig.sources)}.items())),
             treedef=None,
         )
@@ -140,7 +159,57 @@ class JaxForwardOp(JaxOp):
 
     @property
     def n_residuals(self) -> int:
-        return len(self.output_types) - len(self.base.output_types)
+        return len(self.output_types) - len(self.base.output_types) - 1
+
+    def value_and_grad_op(self) -> JaxValueAndGradOp:
+        return JaxValueAndGradOp(self.base, self.ct_mask, self.wrt_mask)
+
+    def plan(self, inputs) -> int:
+        """The plan for these inputs' shapes: timed once, then remembered."""
+        plans = self.__dict__.setdefault("_plans", {})
+        specs = _specs(inputs)
+        if specs not in plans:
+            plans[specs] = self._choose(inputs, specs)
+        return plans[specs]
+
+    def _choose(self, inputs, specs) -> int:
+        n_out = len(self.base.output_types)
+        backward = JaxBackwardOp(self)
+        outs = self.base.jitted(*inputs)
+        # Cotangents of the right shapes; the cost of the pullback does not depend on them.
+        cts = [jax.numpy.ones_like(o) for o, m in zip(outs, self.ct_mask, strict=True) if m]
+        vg = self.value_and_grad_op().jitted
+        bwd = backward.jitted_from_specs
+
+        def split():
+            res = self.jitted(*inputs)[n_out:]  # with the flag
+            return bwd(specs, *res, *cts)
+
+        def two_calls():
+            return self.base.jitted(*inputs), vg(*inputs, *cts)
+
+        best = fastest("split", {"split": split, "two calls": two_calls})
+        return _SPLIT if best == "split" else _TWO_CALLS
+
+    def perform(self, node, inputs, output_storage):
+        n_out = len(self.base.output_types)
+        if self.plan(inputs) == _SPLIT:
+            values = self.jitted(*inputs)[:-1]
+            flag = _SPLIT
+        else:
+            residual_types = self.output_types[n_out:-1]
+            values = (
+                *self.base.jitted(*inputs),
+                *(np.zeros((0,) * t.ndim, t.dtype) for t in residual_types),
+            )
+            flag = _TWO_CALLS
+        for storage, value in zip(output_storage[:n_out], values[:n_out], strict=True):
+            storage[0] = np.array(value)  # writable: PyTensor may work in place on outputs
+        # Residuals stay JAX arrays: only the backward Op reads them, and converting dozens
+        # of solver checkpoints to NumPy and back would cost more than the pass itself.
+        for storage, value in zip(output_storage[n_out:-1], values[n_out:], strict=True):
+            storage[0] = value
+        output_storage[-1][0] = np.array(flag, dtype="int8")
 
     def L_op(self, inputs, outputs, output_grads):
         raise NotImplementedError(
@@ -149,7 +218,7 @@ class JaxForwardOp(JaxOp):
 
 
 class JaxBackwardOp(JaxOp):
-    """Input cotangents of ``forward.base`` from its primals, residuals and output cotangents."""
+    """Input cotangents of ``forward.base`` from primals, residuals, plan flag and cotangents."""
 
     __props__ = ("forward",)
     __str__ = JaxOp.__str__
@@ -159,14 +228,14 @@ class JaxBackwardOp(JaxOp):
         base = forward.base
         n_out = len(base.output_types)
         # Gradient types and dims exactly as the value-and-grad Op declares them.
-        vg_sig = JaxValueAndGradOp(base, forward.ct_mask, forward.wrt_mask).signature
+        vg_sig = forward.value_and_grad_op().signature
         signature = OutputSignature(
             types=vg_sig.types[n_out:],
             dims=vg_sig.dims[n_out:],
             sources=vg_sig.sources,
             treedef=None,
         )
-        residual_types: tuple[TensorType, ...] = forward.output_types[n_out:]
+        residual_types: tuple[TensorType, ...] = forward.output_types[n_out:-1]
         cotangent_types = [
             t for t, m in zip(base.output_types, forward.ct_mask, strict=True) if m
         ]
@@ -175,15 +244,44 @@ class JaxBackwardOp(JaxOp):
                 base.fn, len(base.input_types), len(residual_types), forward.ct_mask,
                 forward.wrt_mask,
             ),
-            (*base.input_types, *residual_types, *cotangent_types),
+            (*base.input_types, *residual_types, _FLAG, *cotangent_types),
             signature,
             name=f"backward({base.name})",
             input_names=(
                 *base.input_names,
                 *(f"residual {k}" for k in range(len(residual_types))),
+                "plan",
                 *(f"cotangent of output {k}" for k, m in enumerate(forward.ct_mask) if m),
             ),
         )  # fmt: skip
+
+    @property
+    def jitted_from_specs(self) -> Callable:
+        try:
+            return self.__dict__["_jit_specs"]
+        except KeyError:
+            self.jitted  # noqa: B018  (the x64 check)
+            fn = jax.jit(self.fn.from_specs, static_argnums=0)
+            self.__dict__["_jit_specs"] = fn
+            return fn
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in super().__getstate__().items() if k != "_jit_specs"}
+
+    def perform(self, node, inputs, output_storage):
+        n_in, n_res = self.fn.n_in, self.fn.n_res
+        primals = inputs[:n_in]
+        flag = int(inputs[n_in + n_res])
+        cotangents = inputs[n_in + n_res + 1 :]
+        if flag == _SPLIT:
+            grads = self.jitted_from_specs(
+                _specs(primals), *inputs[n_in : n_in + n_res + 1], *cotangents
+            )
+        else:
+            vg = self.forward.value_and_grad_op()
+            grads = vg.jitted(*primals, *cotangents)[len(vg.base.output_types) :]
+        for storage, value in zip(output_storage, grads, strict=True):
+            storage[0] = np.array(value)
 
     def L_op(self, inputs, outputs, output_grads):
         raise NotImplementedError(
@@ -198,3 +296,33 @@ def split_value_and_grad(vg: JaxValueAndGradOp) -> tuple[JaxForwardOp, JaxBackwa
     except Exception:
         return None
     return forward, JaxBackwardOp(forward)
+
+
+def value_and_grad_plan(vg: JaxValueAndGradOp, inputs: Sequence) -> Callable:
+    """How ``vg`` runs at these input shapes: its fused call, or forward + backward if faster.
+
+    Chosen by timing both on the first call (``plans.py``) and remembered on the Op.
+    """
+    plans = vg.__dict__.setdefault("_plans", {})
+    specs = _specs(inputs)
+    try:
+        return plans[specs]
+    except KeyError:
+        pass
+    fused = vg.jitted
+    run = fused
+    pair = split_value_and_grad(vg) if any(vg.wrt_mask) else None
+    if pair is not None:
+        fwd, bwd = pair[0].jitted, pair[1].jitted_from_specs
+        n_in, n_out = vg.n_primal_inputs, vg.n_primal_outputs
+        primal_specs = specs[:n_in]
+
+        def split(*args):
+            res = fwd(*args[:n_in])
+            return (*res[:n_out], *bwd(primal_specs, *res[n_out:], *args[n_in:]))
+
+        plans_ = {"fused": lambda: fused(*inputs), "split": lambda: split(*inputs)}
+        if fastest("fused", plans_) == "split":
+            run = split
+    plans[specs] = run
+    return run
