@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from pytensor.tensor.type import TensorType
 
-from pymc_jaxops.ops import JaxOp, JaxValueAndGradOp
+from pymc_jaxops.ops import JaxOp, JaxValueAndGradOp, _jitted
 from pymc_jaxops.plans import fastest
 from pymc_jaxops.shapes import OutputSignature, infer_outputs
 
@@ -169,8 +169,25 @@ class JaxForwardOp(JaxOp):
         plans = self.__dict__.setdefault("_plans", {})
         specs = _specs(inputs)
         if specs not in plans:
-            plans[specs] = self._choose(inputs, specs)
+            plans[specs] = self._choose(inputs, specs) if self._fits(specs) else _TWO_CALLS
         return plans[specs]
+
+    def _fits(self, specs) -> bool:
+        """Whether the residuals at these concrete shapes are those the graph declares.
+
+        JAX may keep different residuals when it traces unknown dims symbolically than at
+        concrete sizes; the two-call plan then runs instead (same numbers).
+        """
+        n_out = len(self.base.output_types)
+        traced = jax.eval_shape(self.fn, *(jax.ShapeDtypeStruct(*s) for s in specs))
+        residuals = traced[n_out:-1]
+        declared = self.output_types[n_out:-1]
+        return len(residuals) == len(declared) and all(
+            r.dtype == np.dtype(t.dtype)
+            and len(r.shape) == t.ndim
+            and all(s is None or s == d for s, d in zip(t.shape, r.shape, strict=True))
+            for r, t in zip(residuals, declared, strict=True)
+        )
 
     def _choose(self, inputs, specs) -> int:
         n_out = len(self.base.output_types)
@@ -311,18 +328,22 @@ def value_and_grad_plan(vg: JaxValueAndGradOp, inputs: Sequence) -> Callable:
         pass
     fused = vg.jitted
     run = fused
-    pair = split_value_and_grad(vg) if any(vg.wrt_mask) else None
-    if pair is not None:
-        fwd, bwd = pair[0].jitted, pair[1].jitted_from_specs
+    if any(vg.wrt_mask):
         n_in, n_out = vg.n_primal_inputs, vg.n_primal_outputs
         primal_specs = specs[:n_in]
+        forward = _ForwardWithResiduals(vg.base.fn, vg.ct_mask, vg.wrt_mask)
+        # Counted at these concrete shapes: no PyTensor types are involved here.
+        n_res = len(jax.eval_shape(forward, *(jax.ShapeDtypeStruct(*s) for s in primal_specs)))
+        n_res -= n_out + 1
+        backward = _Backward(vg.base.fn, n_in, n_res, vg.ct_mask, vg.wrt_mask)
+        fwd, bwd = _jitted(forward), jax.jit(backward.from_specs, static_argnums=0)
 
         def split(*args):
             res = fwd(*args[:n_in])
             return (*res[:n_out], *bwd(primal_specs, *res[n_out:], *args[n_in:]))
 
-        plans_ = {"fused": lambda: fused(*inputs), "split": lambda: split(*inputs)}
-        if fastest("fused", plans_) == "split":
+        candidates = {"fused": lambda: fused(*inputs), "split": lambda: split(*inputs)}
+        if fastest("fused", candidates) == "split":
             run = split
     plans[specs] = run
     return run

@@ -35,20 +35,25 @@ def _count(which):
     return bump
 
 
-@jax.custom_vjp
-def _curve(theta, t):
+def _curve_math(theta, t):
     return jnp.stack([jnp.sin(theta[0] * t), theta[1] * jnp.exp(-theta[0] * t)], axis=-1)
 
 
-def _curve_fwd(theta, t):
+@jax.custom_vjp
+def _curve(theta, t):
+    # Counted whether it runs plainly or as the forward half of a VJP.
     jax.debug.callback(_count("forward"))
-    return _curve(theta, t), (theta, t)
+    return _curve_math(theta, t)
+
+
+def _curve_fwd(theta, t):
+    return _curve.fun(theta, t), (theta, t)
 
 
 def _curve_bwd(res, g):
     jax.debug.callback(_count("backward"))
     theta, t = res
-    _, vjp = jax.vjp(lambda th: _curve.fun(th, t), theta)
+    _, vjp = jax.vjp(lambda th: _curve_math(th, t), theta)
     return (*vjp(g), jnp.zeros_like(t))
 
 
@@ -73,7 +78,7 @@ def _reference_logp(x, data, t=T):
     """The same model's joint log density on the unconstrained point, in plain JAX."""
     theta, log_sigma = x[:2], x[2]
     sigma = jnp.exp(log_sigma)
-    mu = _curve.fun(theta, t)
+    mu = _curve_math(theta, t)
     return (
         jnp.sum(norm.logpdf(theta, 0.5, 1.0))
         + jnp.log(2.0) + norm.logpdf(sigma, 0.0, 1.0) + log_sigma
@@ -82,7 +87,7 @@ def _reference_logp(x, data, t=T):
 
 
 def _data(rng, t=T):
-    return np.asarray(_curve.fun(jnp.array([1.3, 0.8]), t)) + 0.1 * rng.normal(size=(len(t), 2))
+    return np.asarray(_curve_math(jnp.array([1.3, 0.8]), t)) + 0.1 * rng.normal(size=(len(t), 2))
 
 
 def _jax_nodes(f):
@@ -144,7 +149,7 @@ def test_hessian_of_likelihood_on_output_equals_jax(rng):
     assert any(isinstance(op, JaxForwardOp) for op in _jax_nodes(f))
 
     def ref(x):
-        return -0.5 * jnp.sum((data - _curve.fun(x, T)) ** 2)
+        return -0.5 * jnp.sum((data - _curve_math(x, T)) ** 2)
 
     xv = np.array([0.7, -0.4])
     value, grad, hess = f(xv)
@@ -183,7 +188,7 @@ def test_vectorized_likelihood_on_output(rng):
     values, grads = pytensor.function([xs], batched)(xv := rng.normal(size=(4, 2)))
 
     def ref(x):
-        return -0.5 * jnp.sum((data - _curve.fun(x, T)) ** 2)
+        return -0.5 * jnp.sum((data - _curve_math(x, T)) ** 2)
 
     want_v, want_g = jax.vmap(jax.value_and_grad(ref))(xv)
     np.testing.assert_allclose(values, want_v, rtol=1e-12)
@@ -246,3 +251,69 @@ def test_compiled_split_function_pickles_into_fresh_process(rng):
     assert proc.returncode == 0, err.decode()[-3000:]
     got = [float(v) for v in out.decode().split()]
     np.testing.assert_allclose(got, [value, *grad], rtol=1e-12)
+
+
+def test_two_call_plan_when_timed_faster(rng, monkeypatch):
+    # Force the timing to prefer "forward now, fused value-and-grad later": same numbers.
+    from pymc_jaxops import residuals
+
+    monkeypatch.setattr(residuals, "fastest", lambda default, plans: "two calls")
+    data = _data(rng)
+    x = pt.vector("x", shape=(2,))
+    cost = -0.5 * pt.sum((data - trajectory(x, T)) ** 2)
+    f = pytensor.function([x], [cost, pt.grad(cost, x)])
+    xv = np.array([0.7, -0.4])
+    f(xv)
+    PASSES.update(forward=0, backward=0)
+    value, grad = f(xv)
+    assert PASSES == {"forward": 2, "backward": 1}
+
+    def ref(x):
+        return -0.5 * jnp.sum((data - _curve_math(x, T)) ** 2)
+
+    np.testing.assert_allclose(value, ref(xv), rtol=1e-13)
+    np.testing.assert_allclose(grad, jax.grad(ref)(xv), rtol=1e-13)
+
+
+def test_linear_consumer_split_plan_when_timed_faster(rng, monkeypatch):
+    # A Potential-like cost fuses into one value-and-grad node; if the split is measured
+    # faster, that node runs forward + backward passes instead, with the same numbers.
+    from pymc_jaxops import residuals
+
+    x = pt.vector("x", shape=(2,))
+    cost = pt.sum(trajectory(x, T))
+    outs = [cost, pt.grad(cost, x)]
+    fused = pytensor.function([x], outs)
+    xv = np.array([0.7, -0.4])
+    want = fused(xv)
+    monkeypatch.setattr(residuals, "fastest", lambda default, plans: "split")
+    split = pytensor.function([x], outs)
+    assert [type(op) for op in _jax_nodes(split)] == [JaxValueAndGradOp]
+    (node,) = [n for n in split.maker.fgraph.apply_nodes if isinstance(n.op, JaxOp)]
+    node.op.__dict__.pop("_plans", None)  # ops are shared values: forget the fused plan
+    PASSES.update(forward=0, backward=0)
+    got = split(xv)
+    assert PASSES == {"forward": 1, "backward": 1}
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-13)
+    assert node.op.__dict__["_plans"]
+    assert "split" in next(iter(node.op.__dict__["_plans"].values())).__name__
+
+
+def test_fastest_keeps_cheap_default_and_times_the_rest():
+    import time
+
+    from pymc_jaxops.plans import fastest
+
+    calls = {"a": 0, "b": 0}
+
+    def plan(name, seconds):
+        def run():
+            calls[name] += 1
+            time.sleep(seconds)
+
+        return run
+
+    assert fastest("a", {"a": plan("a", 0.0), "b": plan("b", 0.0)}) == "a"
+    assert calls["b"] == 0  # a cheap default is not raced
+    assert fastest("a", {"a": plan("a", 0.004), "b": plan("b", 0.0005)}) == "b"
