@@ -7,7 +7,9 @@ Four models, each three (or four) ways, side by side in one process:
 - ``pytensor.wrap_jax``: the same model with PyTensor's own wrapper (a forward call and a
   separate VJP call, which runs the forward pass again);
 - pure JAX: ``jax.jit(jax.value_and_grad(...))`` of PyMC's own JAX logp of the model;
-- ``pymc_jaxops``, JAX mode: the same ``logp_dlogp_function`` compiled with ``mode="JAX"``.
+- ``pymc_jaxops``, JAX mode: the same ``logp_dlogp_function`` compiled with ``mode="JAX"``;
+- ``pymc_jaxops``, absorbed: the default backend with the opt-in rewrite that runs the whole
+  graph as one XLA call (``pymc_jaxops.absorb``, rewrite tag ``"pymc_jaxops_absorb"``).
 
 Models: (a) a Lotka–Volterra ODE solved by diffrax (Tsit5, adaptive steps) whose
 trajectory is the mean of a ``pm.Normal``; (b) an MLP whose output is the mean of a
@@ -36,10 +38,12 @@ import pytensor
 from dynamax.hidden_markov_model.inference import hmm_filter
 from jax.flatten_util import ravel_pytree
 from pymc.sampling.jax import get_jaxified_graph
+from pytensor.compile.mode import get_default_mode
 
 from benchmarks._common import banner, per_call_us
 from examples.marginal_hmm import build_model, hmm_logp, simulate
 from pymc_jaxops import as_pytensor_op
+from pymc_jaxops.absorb import TAG
 
 SEED = 20261125
 
@@ -171,6 +175,7 @@ def run_case(key: str, calls: int, rounds: int) -> dict[str, float]:
     fns = {
         "pymc_jaxops": _pymc_logp_dlogp(ours),
         "pymc_jaxops, JAX mode": _pymc_logp_dlogp(ours, mode="JAX"),
+        "pymc_jaxops, absorbed": _pymc_logp_dlogp(ours, mode=get_default_mode().including(TAG)),
         "pytensor.wrap_jax": _pymc_logp_dlogp(theirs),
         "pure JAX value_and_grad": _pure_jax(ours),
     }

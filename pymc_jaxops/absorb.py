@@ -11,7 +11,26 @@ It is **off by default**: include the rewrite tag ``"pymc_jaxops_absorb"`` to us
 ``model.logp_dlogp_function(mode=...)`` or ``pm.sample(compile_kwargs={"mode": ...})``.
 
 If JAX cannot trace the graph when it first runs, the Op compiles the original graph with
-the C backend instead and keeps using it, so the numbers are the C backend's.
+the C backend instead and keeps using it, so the numbers are the C backend's. As in
+``mode="JAX"``, PyTensor's ``Check``/``Assert`` nodes are skipped inside the XLA call.
+
+Examples
+--------
+>>> import jax.numpy as jnp
+>>> import numpy as np
+>>> import pytensor
+>>> import pytensor.tensor as pt
+>>> from pytensor.compile.mode import get_default_mode
+>>> from pymc_jaxops import as_pytensor_op
+>>> from pymc_jaxops.absorb import TAG
+>>> x = pt.vector("x")
+>>> y = as_pytensor_op(lambda v: jnp.tanh(v))(x)
+>>> cost = pt.sum((y - 0.5) ** 2) + pt.sum(pt.exp(x)) - pt.log(pt.sum(x**2))
+>>> f = pytensor.function([x], [cost, pt.grad(cost, x)], mode=get_default_mode().including(TAG))
+>>> [type(n.op).__name__ for n in f.maker.fgraph.apply_nodes]
+['XlaGraphOp']
+>>> round(float(f(np.array([0.1, -0.2]))[0]), 6)
+4.105689
 """
 
 from __future__ import annotations

@@ -37,6 +37,14 @@ def fastest(default: str, plans: dict[str, Callable[[], object]]) -> str:
     ``default`` runs first (compiling it) and is kept without timing the others when it is
     already cheaper than :data:`MEASURE_ABOVE_S`. Rounds are interleaved and the best of
     each is compared, so a busy machine disturbs both plans alike.
+
+    Examples
+    --------
+    >>> import time
+    >>> fastest("slow", {"slow": lambda: time.sleep(0.01), "quick": lambda: None})
+    'quick'
+    >>> fastest("cheap", {"cheap": lambda: None, "other": lambda: time.sleep(1)})
+    'cheap'
     """
     run_default = plans[default]
     run_default()

@@ -30,7 +30,7 @@ from pymc_jaxops.ops import JaxOp, JaxValueAndGradOp, _jitted
 from pymc_jaxops.plans import fastest
 from pymc_jaxops.shapes import OutputSignature, infer_outputs
 
-__all__ = ["JaxBackwardOp", "JaxForwardOp", "split_value_and_grad", "value_and_grad_plan"]
+__all__ = ["JaxBackwardOp", "JaxForwardOp", "split_value_and_grad"]
 
 
 def _vjp(fn: Callable, primals: Sequence, ct_mask, wrt_mask):
@@ -307,7 +307,27 @@ class JaxBackwardOp(JaxOp):
 
 
 def split_value_and_grad(vg: JaxValueAndGradOp) -> tuple[JaxForwardOp, JaxBackwardOp] | None:
-    """The forward/backward pair equivalent to ``vg``, or None if JAX cannot type residuals."""
+    """The forward/backward pair equivalent to ``vg``, or None if JAX cannot type residuals.
+
+    Parameters
+    ----------
+    vg : JaxValueAndGradOp
+
+    Returns
+    -------
+    tuple of (JaxForwardOp, JaxBackwardOp), or None
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> import pytensor.tensor as pt
+    >>> from pymc_jaxops import as_pytensor_op
+    >>> from pymc_jaxops.ops import JaxValueAndGradOp
+    >>> y = as_pytensor_op(lambda v: jnp.sin(v) * v)(pt.vector("x", shape=(3,)))
+    >>> forward, backward = split_value_and_grad(JaxValueAndGradOp(y.owner.op, (True,), (True,)))
+    >>> forward.n_residuals, [str(t) for t in backward.output_types]
+    (3, ['Vector(float64, shape=(3,))'])
+    """
     try:
         forward = JaxForwardOp(vg.base, vg.ct_mask, vg.wrt_mask)
     except Exception:
