@@ -30,7 +30,7 @@ Examples
 >>> [type(n.op).__name__ for n in f.maker.fgraph.apply_nodes]
 ['XlaGraphOp']
 >>> round(float(f(np.array([0.1, -0.2]))[0]), 6)
-4.105689
+5.566232
 """
 
 from __future__ import annotations
