@@ -38,6 +38,10 @@ def _jitted(fn: Callable) -> Callable:
         return _JIT_CACHE.setdefault(fn, jax.jit(fn))
 
 
+# Attributes rebuilt in each process: jitted callables, timed plans (``residuals.py``).
+_PROCESS_LOCAL = frozenset({"_jit", "_jit_specs", "_plans", "_vg", "_empty"})
+
+
 def _is_float(dtype: str) -> bool:
     return dtype.startswith("float")
 
@@ -113,7 +117,7 @@ class JaxOp(Op):
 
     def __getstate__(self) -> dict[str, Any]:
         # The jitted callable and timed plans are process-local: rebuilt after unpickling.
-        return {k: v for k, v in self.__dict__.items() if k not in ("_jit", "_plans")}
+        return {k: v for k, v in self.__dict__.items() if k not in _PROCESS_LOCAL}
 
     @property
     def output_types(self) -> tuple[TensorType, ...]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -111,6 +110,25 @@ class _Backward:
         return tuple(jnp.asarray(g, s[1]) for g, s in zip(vjp(cts), wrt, strict=True))
 
 
+@dataclass(frozen=True)
+class _GradOnly:
+    """A value-and-grad function's input cotangents alone: XLA drops what only the outputs need.
+
+    With a plain forward call for the outputs, this is the two-call plan of
+    ``pytensor.wrap_jax``; on some ``lax.scan`` functions it is the fastest.
+    """
+
+    value_and_grad: Callable
+    n_out: int
+
+    def __call__(self, *args):
+        return self.value_and_grad(*args)[self.n_out :]
+
+
+def _grad_only(vg: JaxValueAndGradOp) -> Callable:
+    return _jitted(_GradOnly(vg.fn, vg.n_primal_outputs))
+
+
 _SPLIT, _TWO_CALLS = 0, 1  # values of the plan flag the forward Op hands to the backward Op
 _FLAG = TensorType("int8", shape=())
 
@@ -162,7 +180,23 @@ class JaxForwardOp(JaxOp):
         return len(self.output_types) - len(self.base.output_types) - 1
 
     def value_and_grad_op(self) -> JaxValueAndGradOp:
-        return JaxValueAndGradOp(self.base, self.ct_mask, self.wrt_mask)
+        """The fused Op of the same gradient (built once: it sits on the per-call path)."""
+        try:
+            return self.__dict__["_vg"]
+        except KeyError:
+            vg = self.__dict__["_vg"] = JaxValueAndGradOp(self.base, self.ct_mask, self.wrt_mask)
+            return vg
+
+    @property
+    def _placeholders(self) -> tuple[np.ndarray, ...]:
+        # Empty residuals of the declared ranks and dtypes, for the two-call plan.
+        try:
+            return self.__dict__["_empty"]
+        except KeyError:
+            types = self.output_types[len(self.base.output_types) : -1]
+            empty = tuple(np.zeros((0,) * t.ndim, t.dtype) for t in types)
+            self.__dict__["_empty"] = empty
+            return empty
 
     def plan(self, inputs) -> int:
         """The plan for these inputs' shapes: timed once, then remembered."""
@@ -195,7 +229,8 @@ class JaxForwardOp(JaxOp):
         outs = self.base.jitted(*inputs)
         # Cotangents of the right shapes; the cost of the pullback does not depend on them.
         cts = [jax.numpy.ones_like(o) for o, m in zip(outs, self.ct_mask, strict=True) if m]
-        vg = self.value_and_grad_op().jitted
+        self.value_and_grad_op().jitted  # noqa: B018  (the x64 check)
+        grads = _grad_only(self.value_and_grad_op())
         bwd = backward.jitted_from_specs
 
         def split():
@@ -203,7 +238,7 @@ class JaxForwardOp(JaxOp):
             return bwd(specs, *res, *cts)
 
         def two_calls():
-            return self.base.jitted(*inputs), vg(*inputs, *cts)
+            return self.base.jitted(*inputs), grads(*inputs, *cts)
 
         best = fastest("split", {"split": split, "two calls": two_calls})
         return _SPLIT if best == "split" else _TWO_CALLS
@@ -214,11 +249,7 @@ class JaxForwardOp(JaxOp):
             values = self.jitted(*inputs)[:-1]
             flag = _SPLIT
         else:
-            residual_types = self.output_types[n_out:-1]
-            values = (
-                *self.base.jitted(*inputs),
-                *(np.zeros((0,) * t.ndim, t.dtype) for t in residual_types),
-            )
+            values = (*self.base.jitted(*inputs), *self._placeholders)
             flag = _TWO_CALLS
         for storage, value in zip(output_storage[:n_out], values[:n_out], strict=True):
             storage[0] = np.array(value)  # writable: PyTensor may work in place on outputs
@@ -282,9 +313,6 @@ class JaxBackwardOp(JaxOp):
             self.__dict__["_jit_specs"] = fn
             return fn
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in super().__getstate__().items() if k != "_jit_specs"}
-
     def perform(self, node, inputs, output_storage):
         n_in, n_res = self.fn.n_in, self.fn.n_res
         primals = inputs[:n_in]
@@ -295,8 +323,7 @@ class JaxBackwardOp(JaxOp):
                 _specs(primals), *inputs[n_in : n_in + n_res + 1], *cotangents
             )
         else:
-            vg = self.forward.value_and_grad_op()
-            grads = vg.jitted(*primals, *cotangents)[len(vg.base.output_types) :]
+            grads = _grad_only(self.forward.value_and_grad_op())(*primals, *cotangents)
         for storage, value in zip(output_storage, grads, strict=True):
             storage[0] = np.array(value)
 
@@ -336,9 +363,12 @@ def split_value_and_grad(vg: JaxValueAndGradOp) -> tuple[JaxForwardOp, JaxBackwa
 
 
 def value_and_grad_plan(vg: JaxValueAndGradOp, inputs: Sequence) -> Callable:
-    """How ``vg`` runs at these input shapes: its fused call, or forward + backward if faster.
+    """How ``vg`` runs at these input shapes: the fastest of three equivalent plans.
 
-    Chosen by timing both on the first call (``plans.py``) and remembered on the Op.
+    Its fused call; a forward pass keeping residuals + a backward pass; or a plain forward
+    pass + a gradient-only call (``pytensor.wrap_jax``'s plan).
+
+    Chosen by timing them on the first call (``plans.py``) and remembered on the Op.
     """
     plans = vg.__dict__.setdefault("_plans", {})
     specs = _specs(inputs)
@@ -362,8 +392,18 @@ def value_and_grad_plan(vg: JaxValueAndGradOp, inputs: Sequence) -> Callable:
             res = fwd(*args[:n_in])
             return (*res[:n_out], *bwd(primal_specs, *res[n_out:], *args[n_in:]))
 
-        candidates = {"fused": lambda: fused(*inputs), "split": lambda: split(*inputs)}
-        if fastest("fused", candidates) == "split":
-            run = split
+        plain, grads = vg.base.jitted, _grad_only(vg)
+
+        def two_calls(*args):
+            return (*plain(*args[:n_in]), *grads(*args))
+
+        candidates = {
+            "fused": lambda: fused(*inputs),
+            "split": lambda: split(*inputs),
+            "two calls": lambda: two_calls(*inputs),
+        }
+        run = {"fused": fused, "split": split, "two calls": two_calls}[
+            fastest("fused", candidates)
+        ]
     plans[specs] = run
     return run
