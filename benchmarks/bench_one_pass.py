@@ -11,7 +11,7 @@ Four models, each three (or four) ways, side by side in one process:
 - ``pymc_jaxops``, absorbed: the default backend with the opt-in rewrite that runs the whole
   graph as one XLA call (``pymc_jaxops.absorb``, rewrite tag ``"pymc_jaxops_absorb"``).
 
-Models: (a) a Lotka–Volterra ODE solved by diffrax (Tsit5, adaptive steps) whose
+Models: (a) a Lotka-Volterra ODE solved by diffrax (Tsit5, adaptive steps) whose
 trajectory is the mean of a ``pm.Normal``; (b) an MLP whose output is the mean of a
 ``pm.Normal`` (a Bayesian neural network's likelihood); (c) a dynamax HMM filter
 (``lax.scan``) as a ``pm.Potential``; (d) the seed HMM (``examples/marginal_hmm.py``).
@@ -47,7 +47,7 @@ from pymc_jaxops.absorb import TAG
 
 SEED = 20261125
 
-# (a) Lotka–Volterra ------------------------------------------------------------------------
+# (a) Lotka-Volterra ------------------------------------------------------------------------
 
 T_OBS = np.linspace(0.0, 15.0, 40)
 Y0 = np.array([10.0, 5.0])
@@ -135,9 +135,7 @@ def dynamax_model(fn: Callable) -> pm.Model:
         p_trans = pm.Dirichlet("p_trans", np.ones(HMM_STATES), shape=(HMM_STATES, HMM_STATES))
         means = pm.Normal("means", np.arange(HMM_STATES, dtype=float), 1.0, size=HMM_STATES)
         noise = pm.HalfNormal("noise", 1.0)
-        pm.Potential(
-            "hmm", fn(pm.math.log(p_init), pm.math.log(p_trans), means, noise, emissions)
-        )
+        pm.Potential("hmm", fn(pm.math.log(p_init), pm.math.log(p_trans), means, noise, emissions))
     return model
 
 

@@ -80,9 +80,7 @@ class XlaGraphOp(Op):
         return f"XlaGraphOp{{{len(self.inner_outputs)} outputs}}"
 
     def __getstate__(self) -> dict[str, Any]:
-        return {
-            k: v for k, v in self.__dict__.items() if k not in ("_run", "_lock", "_fallback")
-        }
+        return {k: v for k, v in self.__dict__.items() if k not in ("_run", "_lock", "_fallback")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import jax
 import jax.numpy as jnp
@@ -49,7 +50,7 @@ def _vjp(fn: Callable, primals: Sequence, ct_mask, wrt_mask):
 
 @dataclass(frozen=True)
 class _ForwardWithResiduals:
-    """``primals -> (*outputs, *residuals)``: the forward pass that keeps what reverse mode needs."""
+    """``primals -> (*outputs, *residuals, plan)``: a forward pass keeping what reverse needs."""
 
     fn: Callable
     ct_mask: tuple[bool, ...]
@@ -284,9 +285,7 @@ class JaxBackwardOp(JaxOp):
             treedef=None,
         )
         residual_types: tuple[TensorType, ...] = forward.output_types[n_out:-1]
-        cotangent_types = [
-            t for t, m in zip(base.output_types, forward.ct_mask, strict=True) if m
-        ]
+        cotangent_types = [t for t, m in zip(base.output_types, forward.ct_mask, strict=True) if m]
         super().__init__(
             _Backward(
                 base.fn, len(base.input_types), len(residual_types), forward.ct_mask,
@@ -309,7 +308,7 @@ class JaxBackwardOp(JaxOp):
             return self.__dict__["_jit_specs"]
         except KeyError:
             self.jitted  # noqa: B018  (the x64 check)
-            fn = jax.jit(self.fn.from_specs, static_argnums=0)
+            fn = jax.jit(cast(_Backward, self.fn).from_specs, static_argnums=0)
             self.__dict__["_jit_specs"] = fn
             return fn
 

@@ -14,6 +14,8 @@ default C/VM mode, NUMBA and JAX). It
 
 from __future__ import annotations
 
+from typing import cast
+
 from pytensor.compile.mode import optdb
 from pytensor.graph.rewriting.basic import GraphRewriter
 from pytensor.graph.traversal import ancestors
@@ -90,9 +92,9 @@ def _split(fgraph, fwd, vg) -> None:
     forward_op, backward_op = ops
     n_in, n_out = vg.op.n_primal_inputs, vg.op.n_primal_outputs
     primals, cotangents = vg.inputs[:n_in], vg.inputs[n_in:]
-    forward = forward_op(*primals, return_list=True)
+    forward = cast(list, forward_op(*primals, return_list=True))
     outs, residuals = forward[:n_out], forward[n_out:]
-    grads = backward_op(*primals, *residuals, *cotangents, return_list=True)
+    grads = cast(list, backward_op(*primals, *residuals, *cotangents, return_list=True))
     pairs = list(zip(fwd.outputs, outs, strict=True))
     pairs += [(o, n) for o, n in zip(vg.outputs[:n_out], outs, strict=True) if fgraph.clients[o]]
     pairs += list(zip(vg.outputs[n_out:], grads, strict=True))

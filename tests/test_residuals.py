@@ -1,4 +1,4 @@
-"""One forward and one backward pass when a PyMC likelihood consumes a wrapped function's output."""
+"""One forward and one backward pass when a PyMC likelihood consumes a wrapped output."""
 
 import os
 import pickle
@@ -208,7 +208,7 @@ def test_float32_output_feeding_float64_likelihood(rng):
     f = pytensor.function([x], [cost, pt.grad(cost, x)])
     assert JaxForwardOp in {type(op) for op in _jax_nodes(f)}
     xv = rng.normal(size=5).astype("float32")
-    value, grad = f(xv)
+    _value, grad = f(xv)
     assert grad.dtype == np.float32
     want = jax.grad(lambda x: -0.5 * jnp.sum((data - jnp.tanh(x) * 2) ** 2))(xv)
     np.testing.assert_allclose(grad, want, rtol=1e-5)
