@@ -80,11 +80,25 @@ class XlaGraphOp(Op):
         return f"XlaGraphOp{{{len(self.inner_outputs)} outputs}}"
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in ("_run", "_lock", "_fallback")}
+        return {
+            k: v
+            for k, v in self.__dict__.items()
+            if k not in ("_run", "_lock", "_fallback", "_fgraph")
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
+
+    @property
+    def fgraph(self) -> FunctionGraph:
+        """The inner graph (read by ``multiprocess.py``: this Op runs JAX in the process)."""
+        try:
+            return self.__dict__["_fgraph"]
+        except KeyError:
+            fgraph = FunctionGraph(self.inner_inputs, self.inner_outputs, clone=True)
+            self.__dict__["_fgraph"] = fgraph
+            return fgraph
 
     def make_node(self, *inputs: Variable) -> Apply:
         return Apply(self, list(inputs), [o.type() for o in self.inner_outputs])
