@@ -39,7 +39,7 @@ def _jitted(fn: Callable) -> Callable:
 
 
 # Attributes rebuilt in each process: jitted callables, timed plans (``residuals.py``).
-_PROCESS_LOCAL = frozenset({"_jit", "_jit_specs", "_plans", "_vg", "_empty"})
+_PROCESS_LOCAL = frozenset({"_jit", "_jit_specs", "_plans", "_vg", "_empty", "_grad"})
 
 
 def _is_float(dtype: str) -> bool:

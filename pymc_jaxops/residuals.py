@@ -127,7 +127,12 @@ class _GradOnly:
 
 
 def _grad_only(vg: JaxValueAndGradOp) -> Callable:
-    return _jitted(_GradOnly(vg.fn, vg.n_primal_outputs))
+    # Kept on the Op: hashing the function value on every call would cost microseconds.
+    try:
+        return vg.__dict__["_grad"]
+    except KeyError:
+        fn = vg.__dict__["_grad"] = _jitted(_GradOnly(vg.fn, vg.n_primal_outputs))
+        return fn
 
 
 _SPLIT, _TWO_CALLS = 0, 1  # values of the plan flag the forward Op hands to the backward Op
