@@ -232,9 +232,9 @@ class JaxForwardOp(JaxOp):
     def _choose(self, inputs, specs) -> int:
         n_out = len(self.base.output_types)
         backward = JaxBackwardOp(self)
-        outs = self.base.jitted(*inputs)
+        outs = jax.eval_shape(self.base.fn, *(jax.ShapeDtypeStruct(*s) for s in specs))
         # Cotangents of the right shapes; the cost of the pullback does not depend on them.
-        cts = [jax.numpy.ones_like(o) for o, m in zip(outs, self.ct_mask, strict=True) if m]
+        cts = [jnp.ones(o.shape, o.dtype) for o, m in zip(outs, self.ct_mask, strict=True) if m]
         self.value_and_grad_op().jitted  # noqa: B018  (the x64 check)
         grads = _grad_only(self.value_and_grad_op())
         bwd = backward.jitted_from_specs
@@ -385,16 +385,19 @@ def value_and_grad_plan(vg: JaxValueAndGradOp, inputs: Sequence) -> Callable:
     if any(vg.wrt_mask):
         n_in, n_out = vg.n_primal_inputs, vg.n_primal_outputs
         primal_specs = specs[:n_in]
-        forward = _ForwardWithResiduals(vg.base.fn, vg.ct_mask, vg.wrt_mask)
-        # Counted at these concrete shapes: no PyTensor types are involved here.
-        n_res = len(jax.eval_shape(forward, *(jax.ShapeDtypeStruct(*s) for s in primal_specs)))
-        n_res -= n_out + 1
-        backward = _Backward(vg.base.fn, n_in, n_res, vg.ct_mask, vg.wrt_mask)
-        fwd, bwd = _jitted(forward), jax.jit(backward.from_specs, static_argnums=0)
+        built: dict[str, Callable] = {}
 
         def split(*args):
-            res = fwd(*args[:n_in])
-            return (*res[:n_out], *bwd(primal_specs, *res[n_out:], *args[n_in:]))
+            # Traced and compiled only if the fused call is slow enough to be raced.
+            if not built:
+                forward = _ForwardWithResiduals(vg.base.fn, vg.ct_mask, vg.wrt_mask)
+                structs = (jax.ShapeDtypeStruct(*s) for s in primal_specs)
+                n_res = len(jax.eval_shape(forward, *structs)) - n_out - 1
+                backward = _Backward(vg.base.fn, n_in, n_res, vg.ct_mask, vg.wrt_mask)
+                built["fwd"] = _jitted(forward)
+                built["bwd"] = jax.jit(backward.from_specs, static_argnums=0)
+            res = built["fwd"](*args[:n_in])
+            return (*res[:n_out], *built["bwd"](primal_specs, *res[n_out:], *args[n_in:]))
 
         plain, grads = vg.base.jitted, _grad_only(vg)
 
