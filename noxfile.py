@@ -38,6 +38,6 @@ def examples(session: nox.Session) -> None:
 @nox.session(python=PY)
 def bench(session: nox.Session) -> None:
     """Side-by-side ratio benchmarks (never run by the tests)."""
-    session.install("-e", ".[examples]")
+    session.install("-e", ".[bench]")
     for script in sorted((ROOT / "benchmarks").glob("bench_*.py")):
         session.run("python", str(script), *session.posargs)

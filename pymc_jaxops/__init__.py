@@ -1,5 +1,6 @@
 """Put any JAX function inside a PyMC model, and run any model on any sampler."""
 
+from pymc_jaxops import absorb as _absorb  # noqa: F401  (opt-in whole-graph XLA rewrite)
 from pymc_jaxops import dispatch as _dispatch  # noqa: F401  (registers jax_funcify)
 from pymc_jaxops import multiprocess as _multiprocess  # noqa: F401  (no fork of live JAX)
 from pymc_jaxops import rewrites as _rewrites  # noqa: F401  (registers graph rewrites)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import jax.numpy as jnp
+import numpy as np
 from pytensor.link.jax.dispatch import jax_funcify
+from pytensor.link.numba.dispatch import numba_funcify
+from pytensor.link.numba.dispatch.basic import generate_fallback_impl
 
 from pymc_jaxops.ops import JaxOp
 from pymc_jaxops.precision import require_x64
+from pymc_jaxops.residuals import JaxForwardOp
 
 
 @jax_funcify.register(JaxOp)
@@ -28,3 +32,24 @@ def _jax_funcify_jax_op(op: JaxOp, **kwargs):
     if len(op.output_types) == 1:
         return lambda *args: call(*args)[0]
     return call
+
+
+class _NumpyOutputs:
+    """``op`` whose ``perform`` hands back NumPy arrays only (Numba's object mode needs them)."""
+
+    def __init__(self, op):
+        self.op = op
+
+    def __str__(self) -> str:
+        return str(self.op)
+
+    def perform(self, node, inputs, output_storage):
+        self.op.perform(node, inputs, output_storage)
+        for storage in output_storage:
+            storage[0] = np.asarray(storage[0])
+
+
+@numba_funcify.register(JaxForwardOp)
+def _numba_funcify_forward(op: JaxForwardOp, node=None, **kwargs):
+    # The C VM passes residuals to the backward Op as JAX arrays; Numba must unbox them.
+    return generate_fallback_impl(_NumpyOutputs(op), node, **kwargs)

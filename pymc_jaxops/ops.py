@@ -64,6 +64,10 @@ def _owned(fn: Callable) -> Callable:
     return call
 
 
+# Attributes rebuilt in each process: jitted callables, timed plans (``residuals.py``).
+_PROCESS_LOCAL = frozenset({"_jit", "_jit_specs", "_plans", "_vg", "_empty", "_grad"})
+
+
 def _is_float(dtype: str) -> bool:
     return dtype.startswith("float")
 
@@ -147,12 +151,18 @@ class JaxOp(Op):
         return f"{type(self).__name__}{{{self.name}}}"
 
     def __getstate__(self) -> dict[str, Any]:
-        # The jitted callable is process-local: rebuilt on first use after unpickling.
-        return {k: v for k, v in self.__dict__.items() if k != "_jit"}
+        # The jitted callable and timed plans are process-local: rebuilt after unpickling.
+        return {k: v for k, v in self.__dict__.items() if k not in _PROCESS_LOCAL}
 
     @property
     def output_types(self) -> tuple[TensorType, ...]:
         return self.signature.types
+
+    @property
+    def x64_mode(self) -> bool:
+        """The x64 mode this Op's function runs in (see precision.py)."""
+        dtypes = [t.dtype for t in (*self.input_types, *self.output_types)]
+        return mode_of(self.fn, dtypes)
 
     @property
     def jitted(self) -> Callable:
@@ -161,8 +171,7 @@ class JaxOp(Op):
         if fn is None:
             # Run in the x64 mode the function was traced in, whatever the global switch
             # says now (see precision.py); a float64 output is never computed in float32.
-            dtypes = [t.dtype for t in (*self.input_types, *self.output_types)]
-            fn = _jitted(self.fn, mode_of(self.fn, dtypes))
+            fn = _jitted(self.fn, self.x64_mode)
             self.__dict__["_jit"] = weakref.ref(fn)
         return fn
 
@@ -321,6 +330,14 @@ class JaxValueAndGradOp(JaxOp):
     @property
     def n_primal_outputs(self) -> int:
         return len(self.base.output_types)
+
+    def perform(self, node, inputs, output_storage):
+        # One fused call, or forward + backward where that was measured faster.
+        from pymc_jaxops.residuals import value_and_grad_plan  # it imports this module
+
+        run = value_and_grad_plan(self, inputs)
+        for storage, value in zip(output_storage, run(*inputs), strict=True):
+            storage[0] = np.array(value)
 
     def narrowed(self, wrt_mask: tuple[bool, ...]) -> JaxValueAndGradOp:
         """The same Op differentiating only w.r.t. the inputs flagged in ``wrt_mask``."""

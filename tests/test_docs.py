@@ -4,11 +4,13 @@ import doctest
 
 import pytest
 
-from pymc_jaxops import blackjax_nuts, model, multiprocess, wrap
+from pymc_jaxops import absorb, blackjax_nuts, model, multiprocess, plans, residuals, wrap
 
 
 @pytest.mark.parametrize(
-    "module", [wrap, model, multiprocess, blackjax_nuts], ids=lambda m: m.__name__
+    "module",
+    [wrap, model, multiprocess, blackjax_nuts, residuals, plans, absorb],
+    ids=lambda m: m.__name__,
 )
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS)

@@ -1,0 +1,193 @@
+"""Run a whole compiled graph around our JAX Ops as one XLA program on the C backend.
+
+On PyMC's default backend every node of the logp+dlogp graph other than our Op (transforms,
+priors, the likelihood on the Op's output, the raveled gradient) runs as a C thunk, and each
+call crosses the NumPy/JAX boundary once per JAX Op. When *every* node of the graph has a JAX
+implementation, :data:`absorb_into_xla` replaces the graph by one :class:`XlaGraphOp` that
+runs it as a single jitted JAX function — what ``mode="JAX"`` does, without the user asking.
+
+It is **off by default**: include the rewrite tag ``"pymc_jaxops_absorb"`` to use it, e.g.
+``pytensor.function(..., mode=get_default_mode().including("pymc_jaxops_absorb"))``,
+``model.logp_dlogp_function(mode=...)`` or ``pm.sample(compile_kwargs={"mode": ...})``.
+
+If JAX cannot trace the graph when it first runs, the Op compiles the original graph with
+the C backend instead and keeps using it, so the numbers are the C backend's. As in
+``mode="JAX"``, PyTensor's ``Check``/``Assert`` nodes are skipped inside the XLA call.
+
+Examples
+--------
+>>> import jax.numpy as jnp
+>>> import numpy as np
+>>> import pytensor
+>>> import pytensor.tensor as pt
+>>> from pytensor.compile.mode import get_default_mode
+>>> from pymc_jaxops import as_pytensor_op
+>>> from pymc_jaxops.absorb import TAG
+>>> x = pt.vector("x")
+>>> y = as_pytensor_op(lambda v: jnp.tanh(v))(x)
+>>> cost = pt.sum((y - 0.5) ** 2) + pt.sum(pt.exp(x)) - pt.log(pt.sum(x**2))
+>>> f = pytensor.function([x], [cost, pt.grad(cost, x)], mode=get_default_mode().including(TAG))
+>>> [type(n.op).__name__ for n in f.maker.fgraph.apply_nodes]
+['XlaGraphOp']
+>>> round(float(f(np.array([0.1, -0.2]))[0]), 6)
+5.566232
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+from pytensor.compile.function import function
+from pytensor.compile.mode import get_default_mode, get_mode, optdb
+from pytensor.compile.sharedvalue import SharedVariable
+from pytensor.graph.basic import Apply, Constant, Variable
+from pytensor.graph.fg import FunctionGraph
+from pytensor.graph.op import Op
+from pytensor.graph.rewriting.basic import GraphRewriter
+from pytensor.link.jax.dispatch import jax_funcify
+from pytensor.tensor.random.op import RandomVariable
+from pytensor.tensor.type import TensorType
+
+from pymc_jaxops.ops import JaxOp
+
+__all__ = ["TAG", "XlaGraphOp", "absorb_into_xla"]
+
+TAG = "pymc_jaxops_absorb"
+"""The rewrite tag that turns absorption on (``Mode.including(TAG)``)."""
+
+_MIN_OTHER_NODES = 4  # below this there is nothing to gain over the Op's own call
+
+
+class XlaGraphOp(Op):
+    """A whole graph (JAX-mode rewritten) run as one jitted JAX function.
+
+    ``inner_inputs``/``inner_outputs`` are the graph after PyTensor's JAX-mode rewrites;
+    ``fallback_inputs``/``fallback_outputs`` the graph as it came, compiled with the C
+    backend if JAX cannot trace the first.
+    """
+
+    def __init__(self, inner: FunctionGraph, original: FunctionGraph):
+        self.inner_inputs, self.inner_outputs = list(inner.inputs), list(inner.outputs)
+        self.fallback_inputs = list(original.inputs)
+        self.fallback_outputs = list(original.outputs)
+        self._lock = threading.Lock()
+
+    def __str__(self) -> str:
+        return f"XlaGraphOp{{{len(self.inner_outputs)} outputs}}"
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            k: v
+            for k, v in self.__dict__.items()
+            if k not in ("_run", "_lock", "_fallback", "_fgraph")
+        }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    @property
+    def fgraph(self) -> FunctionGraph:
+        """The inner graph (read by ``multiprocess.py``: this Op runs JAX in the process)."""
+        try:
+            return self.__dict__["_fgraph"]
+        except KeyError:
+            fgraph = FunctionGraph(self.inner_inputs, self.inner_outputs, clone=True)
+            self.__dict__["_fgraph"] = fgraph
+            return fgraph
+
+    def make_node(self, *inputs: Variable) -> Apply:
+        return Apply(self, list(inputs), [o.type() for o in self.inner_outputs])
+
+    def _jitted(self) -> Callable:
+        try:
+            return self.__dict__["_run"]
+        except KeyError:
+            fgraph = FunctionGraph(self.inner_inputs, self.inner_outputs, clone=True)
+            fn = jax.jit(jax_funcify(fgraph))
+            self.__dict__["_run"] = fn
+            return fn
+
+    def _fallback_fn(self) -> Callable:
+        with self._lock:
+            if "_fallback" not in self.__dict__:
+                inputs = [i.type() for i in self.fallback_inputs]
+                outputs = FunctionGraph(self.fallback_inputs, self.fallback_outputs, clone=True)
+                mapping = dict(zip(outputs.inputs, inputs, strict=True))
+                from pytensor.graph.replace import clone_replace
+
+                outs = clone_replace(outputs.outputs, replace=mapping)
+                mode = get_default_mode().excluding(TAG)
+                self.__dict__["_fallback"] = function(
+                    inputs, outs, mode=mode, on_unused_input="ignore"
+                )
+            return self.__dict__["_fallback"]
+
+    def perform(self, node, inputs, output_storage):
+        if "_fallback" in self.__dict__:
+            values = self._fallback_fn()(*inputs)
+        elif self.__dict__.get("_traced"):
+            values = self._jitted()(*inputs)
+        else:
+            try:
+                values = self._jitted()(*inputs)
+                self.__dict__["_traced"] = True
+            except Exception:
+                # JAX could not trace this graph (an Op whose JAX implementation needs
+                # static shapes, say): run it on the C backend from now on.
+                values = self._fallback_fn()(*inputs)
+        for storage, value in zip(output_storage, values, strict=True):
+            storage[0] = np.array(value)  # writable, as the C thunks' outputs are
+
+
+class _Absorb(GraphRewriter):
+    def add_requirements(self, fgraph):
+        pass
+
+    def apply(self, fgraph):
+        if not self._eligible(fgraph):
+            return
+        original = FunctionGraph(fgraph.inputs, fgraph.outputs, clone=True)
+        inner = FunctionGraph(fgraph.inputs, fgraph.outputs, clone=True)
+        try:
+            get_mode("JAX").optimizer.rewrite(inner)
+            jax_funcify(FunctionGraph(inner.inputs, inner.outputs, clone=True))
+        except Exception:
+            return  # an Op without a JAX implementation: leave the graph alone
+        if any(isinstance(o, Constant) or o in inner.inputs for o in inner.outputs):
+            return
+        op = XlaGraphOp(inner, original)
+        outputs = op(*fgraph.inputs, return_list=True)
+        fgraph.replace_all(
+            list(zip(fgraph.outputs, outputs, strict=True)), reason="pymc_jaxops_absorb"
+        )
+
+    @staticmethod
+    def _eligible(fgraph) -> bool:
+        nodes = fgraph.apply_nodes
+        if not any(isinstance(n.op, JaxOp) for n in nodes):
+            return False
+        if sum(not isinstance(n.op, JaxOp) for n in nodes) < _MIN_OTHER_NODES:
+            return False
+        if getattr(fgraph, "update_mapping", None):
+            return False  # shared updates (random generators) keep their C semantics
+        if any(isinstance(n.op, RandomVariable | XlaGraphOp) for n in nodes):
+            return False
+        variables = [*fgraph.inputs, *fgraph.outputs]
+        if not all(isinstance(v.type, TensorType) for v in variables):
+            return False
+        if any(isinstance(v, Constant) or v in fgraph.inputs for v in fgraph.outputs):
+            return False
+        return not any(
+            isinstance(v, SharedVariable) and not isinstance(v.type, TensorType)
+            for v in fgraph.inputs
+        )
+
+
+absorb_into_xla = _Absorb()
+
+optdb.register("pymc_jaxops_absorb_into_xla", absorb_into_xla, TAG, "cxx_only", position=0.9)

@@ -1,0 +1,320 @@
+"""One forward and one backward pass when a PyMC likelihood consumes a wrapped output."""
+
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pymc as pm
+import pytensor
+import pytensor.tensor as pt
+import pytest
+from jax.scipy.stats import norm
+from pytensor.compile.mode import get_default_mode
+from pytensor.gradient import hessian, verify_grad
+from pytensor.graph.replace import vectorize_graph
+
+from pymc_jaxops import as_pytensor_op
+from pymc_jaxops.ops import JaxOp, JaxValueAndGradOp
+from pymc_jaxops.residuals import JaxBackwardOp, JaxForwardOp
+
+PASSES = {"forward": 0, "backward": 0}
+T = np.linspace(0.0, 2.0, 7)
+
+
+def _count(which):
+    def bump():
+        PASSES[which] += 1
+
+    return bump
+
+
+def _curve_math(theta, t):
+    return jnp.stack([jnp.sin(theta[0] * t), theta[1] * jnp.exp(-theta[0] * t)], axis=-1)
+
+
+@jax.custom_vjp
+def _curve(theta, t):
+    # Counted whether it runs plainly or as the forward half of a VJP.
+    jax.debug.callback(_count("forward"))
+    return _curve_math(theta, t)
+
+
+def _curve_fwd(theta, t):
+    return _curve.fun(theta, t), (theta, t)
+
+
+def _curve_bwd(res, g):
+    jax.debug.callback(_count("backward"))
+    theta, t = res
+    _, vjp = jax.vjp(lambda th: _curve_math(th, t), theta)
+    return (*vjp(g), jnp.zeros_like(t))
+
+
+_curve.defvjp(_curve_fwd, _curve_bwd)
+
+
+@as_pytensor_op
+def trajectory(theta, t):
+    """A mean trajectory whose forward and backward passes each bump a counter when run."""
+    return _curve(theta, t)
+
+
+def _model(data, t=T):
+    with pm.Model() as model:
+        theta = pm.Normal("theta", 0.5, 1.0, size=2)
+        sigma = pm.HalfNormal("sigma", 1.0)
+        pm.Normal("y", mu=trajectory(theta, t), sigma=sigma, observed=data)
+    return model
+
+
+def _reference_logp(x, data, t=T):
+    """The same model's joint log density on the unconstrained point, in plain JAX."""
+    theta, log_sigma = x[:2], x[2]
+    sigma = jnp.exp(log_sigma)
+    mu = _curve_math(theta, t)
+    return (
+        jnp.sum(norm.logpdf(theta, 0.5, 1.0))
+        + jnp.log(2.0) + norm.logpdf(sigma, 0.0, 1.0) + log_sigma
+        + jnp.sum(norm.logpdf(data, mu, sigma))
+    )  # fmt: skip
+
+
+def _data(rng, t=T):
+    return np.asarray(_curve_math(jnp.array([1.3, 0.8]), t)) + 0.1 * rng.normal(size=(len(t), 2))
+
+
+def _jax_nodes(f):
+    return [n.op for n in f.maker.fgraph.apply_nodes if isinstance(n.op, JaxOp)]
+
+
+@pytest.mark.parametrize("mode", [None, "NUMBA", "JAX"])
+def test_normal_likelihood_on_output_runs_one_forward_and_one_backward_pass(rng, mode):
+    data = _data(rng)
+    fn = _model(data).logp_dlogp_function(ravel_inputs=True, mode=mode)
+    fn.set_extra_values({})
+    if mode != "JAX":
+        assert sorted(type(op).__name__ for op in _jax_nodes(fn._pytensor_function)) == [
+            "JaxBackwardOp",
+            "JaxForwardOp",
+        ]
+    x = np.array([0.9, 1.1, np.log(0.3)])
+    fn(x)  # compile
+    PASSES.update(forward=0, backward=0)
+    value, grad = fn(x)
+    assert PASSES == {"forward": 1, "backward": 1}
+    want_value, want_grad = jax.value_and_grad(_reference_logp)(x, data)
+    np.testing.assert_allclose(value, want_value, rtol=1e-8)
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-8)
+
+
+def test_split_changes_no_number(rng):
+    # The two-call plan (rewrite excluded) and the split plan give the same numbers.
+    x = pt.vector("x", shape=(2,))
+    data = _data(rng)
+    y = trajectory(x, T)
+    cost = -pt.sum((data - y) ** 2) + pt.log(pt.sum(y**2))
+    outs = [cost, pt.grad(cost, x)]
+    split = pytensor.function([x], outs)
+    plain = pytensor.function(
+        [x], outs, mode=get_default_mode().excluding("pymc_jaxops_fuse_value_and_grad")
+    )
+    assert {type(op) for op in _jax_nodes(split)} == {JaxForwardOp, JaxBackwardOp}
+    assert {type(op) for op in _jax_nodes(plain)} == {JaxOp, JaxValueAndGradOp}
+    xv = np.array([0.7, -0.4])
+    for got, want in zip(split(xv), plain(xv), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-14)
+
+
+def test_gradient_matches_finite_differences(rng):
+    data = _data(rng)
+    verify_grad(
+        lambda x: pt.sum(pt.log(1.0 + (data - trajectory(x, T)) ** 2)),
+        [np.array([0.7, -0.4])],
+        rng=rng,
+    )
+
+
+def test_hessian_of_likelihood_on_output_equals_jax(rng):
+    data = _data(rng)
+    x = pt.vector("x", shape=(2,))
+    cost = -0.5 * pt.sum((data - trajectory(x, T)) ** 2)
+    f = pytensor.function([x], [cost, pt.grad(cost, x), hessian(cost, x)])
+    assert any(isinstance(op, JaxForwardOp) for op in _jax_nodes(f))
+
+    def ref(x):
+        return -0.5 * jnp.sum((data - _curve_math(x, T)) ** 2)
+
+    xv = np.array([0.7, -0.4])
+    value, grad, hess = f(xv)
+    np.testing.assert_allclose(value, ref(xv), rtol=1e-12)
+    np.testing.assert_allclose(grad, jax.grad(ref)(xv), rtol=1e-12)
+    np.testing.assert_allclose(hess, jax.hessian(ref)(xv), rtol=1e-10)
+
+
+def test_set_data_with_new_length(rng):
+    data = _data(rng)
+    with pm.Model() as model:
+        t = pm.Data("t", T)
+        obs = pm.Data("obs", data)
+        theta = pm.Normal("theta", 0.5, 1.0, size=2)
+        sigma = pm.HalfNormal("sigma", 1.0)
+        pm.Normal("y", mu=trajectory(theta, t), sigma=sigma, observed=obs, shape=obs.shape)
+    fn = model.logp_dlogp_function(ravel_inputs=True)
+    fn.set_extra_values({})
+    x = np.array([0.9, 1.1, np.log(0.3)])
+    t_new = np.linspace(0.0, 3.0, 11)
+    data_new = _data(rng, t_new)
+    with model:
+        pm.set_data({"t": t_new, "obs": data_new})
+    value, grad = fn(x)
+    want_value, want_grad = jax.value_and_grad(_reference_logp)(x, data_new, t_new)
+    np.testing.assert_allclose(value, want_value, rtol=1e-10)
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-10)
+
+
+def test_vectorized_likelihood_on_output(rng):
+    data = _data(rng)
+    x = pt.vector("x", shape=(2,))
+    cost = -0.5 * pt.sum((data - trajectory(x, T)) ** 2)
+    xs = pt.matrix("xs", shape=(4, 2))
+    batched = vectorize_graph([cost, pt.grad(cost, x)], {x: xs})
+    values, grads = pytensor.function([xs], batched)(xv := rng.normal(size=(4, 2)))
+
+    def ref(x):
+        return -0.5 * jnp.sum((data - _curve_math(x, T)) ** 2)
+
+    want_v, want_g = jax.vmap(jax.value_and_grad(ref))(xv)
+    np.testing.assert_allclose(values, want_v, rtol=1e-12)
+    np.testing.assert_allclose(grads, want_g, rtol=1e-12)
+
+
+def test_float32_output_feeding_float64_likelihood(rng):
+    @as_pytensor_op
+    def f32(x):
+        return jnp.tanh(x) * 2
+
+    data = rng.normal(size=5)
+    x = pt.vector("x", dtype="float32", shape=(5,))
+    y = f32(x)
+    assert y.dtype == "float32"
+    cost = -0.5 * pt.sum((data - y.astype("float64")) ** 2)
+    f = pytensor.function([x], [cost, pt.grad(cost, x)])
+    assert JaxForwardOp in {type(op) for op in _jax_nodes(f)}
+    xv = rng.normal(size=5).astype("float32")
+    _value, grad = f(xv)
+    assert grad.dtype == np.float32
+    want = jax.grad(lambda x: -0.5 * jnp.sum((data - jnp.tanh(x) * 2) ** 2))(xv)
+    np.testing.assert_allclose(grad, want, rtol=1e-5)
+
+
+_ROOT = Path(__file__).parents[1]
+_LOAD = textwrap.dedent(
+    """
+    import pickle, sys
+    import numpy as np
+    fn = pickle.load(sys.stdin.buffer)
+    value, grad = fn(np.array([0.9, 1.1, np.log(0.3)]))
+    print(repr(float(value)), *map(repr, grad.tolist()))
+    """
+)
+
+
+@pytest.mark.slow
+def test_compiled_split_function_pickles_into_fresh_process(rng):
+    fn = _model(_data(rng)).logp_dlogp_function(ravel_inputs=True)
+    fn.set_extra_values({})
+    compiled = fn._pytensor_function
+    assert JaxForwardOp in {type(op) for op in _jax_nodes(compiled)}
+    value, grad = compiled(np.array([0.9, 1.1, np.log(0.3)]))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _LOAD],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(_ROOT)},
+        cwd=_ROOT,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(pickle.dumps(compiled), timeout=240)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail("the fresh process hung")
+    assert proc.returncode == 0, err.decode()[-3000:]
+    got = [float(v) for v in out.decode().split()]
+    np.testing.assert_allclose(got, [value, *grad], rtol=1e-12)
+
+
+def test_two_call_plan_when_timed_faster(rng, monkeypatch):
+    # Force the timing to prefer "forward now, fused value-and-grad later": same numbers.
+    from pymc_jaxops import residuals
+
+    monkeypatch.setattr(residuals, "fastest", lambda default, plans: "two calls")
+    data = _data(rng)
+    x = pt.vector("x", shape=(2,))
+    cost = -0.5 * pt.sum((data - trajectory(x, T)) ** 2)
+    f = pytensor.function([x], [cost, pt.grad(cost, x)])
+    xv = np.array([0.7, -0.4])
+    f(xv)
+    PASSES.update(forward=0, backward=0)
+    value, grad = f(xv)
+    assert PASSES == {"forward": 2, "backward": 1}
+
+    def ref(x):
+        return -0.5 * jnp.sum((data - _curve_math(x, T)) ** 2)
+
+    np.testing.assert_allclose(value, ref(xv), rtol=1e-13)
+    np.testing.assert_allclose(grad, jax.grad(ref)(xv), rtol=1e-13)
+
+
+def test_linear_consumer_split_plan_when_timed_faster(rng, monkeypatch):
+    # A Potential-like cost fuses into one value-and-grad node; if the split is measured
+    # faster, that node runs forward + backward passes instead, with the same numbers.
+    from pymc_jaxops import residuals
+
+    x = pt.vector("x", shape=(2,))
+    cost = pt.sum(trajectory(x, T))
+    outs = [cost, pt.grad(cost, x)]
+    fused = pytensor.function([x], outs)
+    xv = np.array([0.7, -0.4])
+    want = fused(xv)
+    monkeypatch.setattr(residuals, "fastest", lambda default, plans: "split")
+    split = pytensor.function([x], outs)
+    assert [type(op) for op in _jax_nodes(split)] == [JaxValueAndGradOp]
+    (node,) = [n for n in split.maker.fgraph.apply_nodes if isinstance(n.op, JaxOp)]
+    node.op.__dict__.pop("_plans", None)  # ops are shared values: forget the fused plan
+    PASSES.update(forward=0, backward=0)
+    got = split(xv)
+    assert PASSES == {"forward": 1, "backward": 1}
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-13)
+    assert node.op.__dict__["_plans"]
+    assert "split" in next(iter(node.op.__dict__["_plans"].values())).__name__
+
+
+def test_fastest_keeps_cheap_default_and_times_the_rest():
+    import time
+
+    from pymc_jaxops.plans import fastest
+
+    calls = {"a": 0, "b": 0}
+
+    def plan(name, seconds):
+        def run():
+            calls[name] += 1
+            if seconds:
+                time.sleep(seconds)
+
+        return run
+
+    assert fastest("a", {"a": plan("a", 0.0), "b": plan("b", 0.0)}) == "a"
+    assert calls["b"] == 0  # a cheap default is not raced
+    assert fastest("a", {"a": plan("a", 0.02), "b": plan("b", 0.001)}) == "b"
