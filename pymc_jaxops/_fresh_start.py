@@ -15,15 +15,20 @@ keys, and the process object is pickled with cloudpickle, so whatever the worker
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import signal
+import threading
 from collections import ChainMap
 from multiprocessing import popen_spawn_posix, spawn, util
+from multiprocessing.connection import Connection, wait
 from multiprocessing.context import set_spawning_popen
 from multiprocessing.reduction import ForkingPickler
-from typing import Any
+from typing import Any, ClassVar
 
 import cloudpickle
+from rich.progress import Progress  # PyMC's progress bars
 
 _MAIN_KEYS = ("init_main_from_path", "init_main_from_name")
 
@@ -32,12 +37,14 @@ class _Pickler(cloudpickle.Pickler):
     # cloudpickle's reducers first (methods, partials, code), then multiprocessing's for
     # what lives in shared memory or carries a file descriptor (Connection, RawArray,
     # socket). The latter dict is read live: PyMC registers its RawArray types at run time.
-    dispatch_table = ChainMap(cloudpickle.Pickler.dispatch_table, ForkingPickler._extra_reducers)
+    dispatch_table: ClassVar[ChainMap[Any, Any]] = ChainMap(
+        cloudpickle.Pickler.dispatch_table, ForkingPickler._extra_reducers
+    )
 
     def reducer_override(self, obj: Any) -> Any:
         # A rich progress bar holds locks and the parent's console: the worker's copy was
         # never drawn (under fork too), so it gets one that does nothing.
-        if type(obj).__module__.startswith("rich.") and hasattr(obj, "advance"):
+        if isinstance(obj, Progress):
             return _NullProgress, ()
         return super().reducer_override(obj)
 
@@ -56,14 +63,107 @@ def _preparation_data(name: str) -> dict[str, Any]:
     return data
 
 
-def _child_program(tracker_fd: int, pipe_handle: int, xla_flags: str | None) -> str:
-    lines = ["import os"]
+# The child's whole program. An error before the process object exists (a module the user's
+# function needs cannot be imported, say) is written to error_fd for the parent's watcher.
+_CHILD_PROGRAM = """
+import os, traceback
+{environ}
+try:
+    from multiprocessing.spawn import spawn_main
+    spawn_main(tracker_fd={tracker_fd}, pipe_handle={pipe_handle})
+except SystemExit:
+    raise
+except BaseException:
+    with os.fdopen({error_fd}, "w") as error_file:
+        error_file.write(traceback.format_exc())
+    raise
+"""
+
+
+def _child_program(tracker_fd: int, pipe_handle: int, error_fd: int, xla_flags: str | None) -> str:
+    environ = ""
     if xla_flags:
-        old = os.environ.get("XLA_FLAGS", "")
-        lines.append(f"os.environ['XLA_FLAGS'] = {(old + ' ' + xla_flags).strip()!r}")
-    lines.append("from multiprocessing.spawn import spawn_main")
-    lines.append(f"spawn_main(tracker_fd={tracker_fd}, pipe_handle={pipe_handle})")
-    return "; ".join(lines)
+        flags = (os.environ.get("XLA_FLAGS", "") + " " + xla_flags).strip()
+        environ = f"os.environ['XLA_FLAGS'] = {flags!r}"
+    return _CHILD_PROGRAM.format(
+        environ=environ, tracker_fd=tracker_fd, pipe_handle=pipe_handle, error_fd=error_fd
+    )
+
+
+class WorkerProcessError(RuntimeError):
+    """A chain process ended before it sent the result its parent was waiting for."""
+
+
+def _raise_worker_error(message: str) -> None:
+    raise WorkerProcessError(message)
+
+
+class _RaiseWhenReceived:
+    # Unpickling this raises: whichever PyMC loop is blocked in ``recv()`` on the worker's
+    # pipe gets a WorkerProcessError instead of an EOFError, whatever its message protocol.
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _raise_worker_error, (self.message,)
+
+
+def _how_it_ended(popen: Popen) -> str:
+    signum = status = None
+    try:
+        info = os.waitid(os.P_PID, popen.pid, os.WEXITED | os.WNOWAIT)  # peek, do not reap
+    except ChildProcessError:  # already reaped by join(): the return code is known
+        status = popen.returncode
+        if status is not None and status < 0:
+            signum, status = -status, None
+    else:
+        if info is not None and info.si_code in (os.CLD_KILLED, os.CLD_DUMPED):
+            signum = info.si_status
+        elif info is not None:
+            status = info.si_status
+    if signum is not None:
+        try:
+            name = signal.Signals(signum).name
+        except ValueError:
+            name = "an unknown signal"
+        return f"was killed by signal {signum} ({name})"
+    return f"exited with code {status}"
+
+
+def _watch(popen: Popen, name: str, sentinel: int, error_r: int, reply_fd: int | None) -> None:
+    """Wait for the child to end; then make the parent's pending ``recv()`` raise."""
+    try:
+        wait([sentinel])
+        error = b""
+        with contextlib.suppress(OSError):
+            while chunk := os.read(error_r, 65536):
+                error += chunk
+        how = _how_it_ended(popen)
+        message = f"chain process {name!r} (pid {popen.pid}) {how}"
+        if error:
+            last = error.decode(errors="replace").strip().splitlines()[-1]
+            message += f" while starting: {last} (its traceback is printed above)"
+        else:
+            message += " before sending what the sampler was waiting for"
+        if reply_fd is not None:
+            reply = Connection(reply_fd, readable=False)
+            reply_fd = None  # the Connection closes it
+            with contextlib.suppress(OSError):
+                reply.send(_RaiseWhenReceived(message))
+            reply.close()
+    finally:
+        for fd in (sentinel, error_r, reply_fd):
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+
+def _worker_end_of_pipe(process_obj: Any) -> Connection | None:
+    # PyMC hands each chain process its end of a Pipe as a positional argument.
+    for arg in getattr(process_obj, "_args", ()):
+        if isinstance(arg, Connection):
+            return arg
+    return None
 
 
 class Popen(popen_spawn_posix.Popen):
@@ -85,18 +185,35 @@ class Popen(popen_spawn_posix.Popen):
         finally:
             set_spawning_popen(None)
 
+        worker_end = _worker_end_of_pipe(process_obj)
+        # Our own copy of the worker's end keeps the parent's end from seeing EOF until the
+        # watcher has written why the worker is gone.
+        reply_fd = None if worker_end is None else os.dup(worker_end.fileno())
         to_child_r, to_child_w = os.pipe()
         sentinel_r, sentinel_w = os.pipe()  # EOF on sentinel_r once the child is gone
+        error_r, error_w = os.pipe()
         try:
-            program = _child_program(tracker_fd, to_child_r, self.xla_flags)
+            program = _child_program(tracker_fd, to_child_r, error_w, self.xla_flags)
             flags = util._args_from_interpreter_flags()
             command = [spawn.get_executable(), *flags, "-c", program, "--multiprocessing-fork"]
-            self._fds.extend([to_child_r, sentinel_w])
+            self._fds.extend([to_child_r, sentinel_w, error_w])
             self.pid = util.spawnv_passfds(spawn.get_executable(), command, self._fds)
             self.sentinel = sentinel_r
             with open(to_child_w, "wb", closefd=False) as f:
                 f.write(payload.getbuffer())
+        except BaseException:
+            for fd in (reply_fd, error_r):
+                if fd is not None:
+                    os.close(fd)
+            raise
         finally:
             self.finalizer = util.Finalize(self, util.close_fds, (sentinel_r, to_child_w))
-            os.close(to_child_r)
-            os.close(sentinel_w)
+            for fd in (to_child_r, sentinel_w, error_w):
+                os.close(fd)
+        watcher = threading.Thread(
+            target=_watch,
+            args=(self, process_obj.name, os.dup(sentinel_r), error_r, reply_fd),
+            name=f"pymc_jaxops watcher of {process_obj.name}",
+            daemon=True,
+        )
+        watcher.start()
