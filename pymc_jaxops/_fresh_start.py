@@ -108,7 +108,7 @@ class _RaiseWhenReceived:
         return _raise_worker_error, (self.message,)
 
 
-def _how_it_ended(popen: Popen) -> str:
+def _how_it_ended(popen: Any) -> str:
     signum = status = None
     try:
         info = os.waitid(os.P_PID, popen.pid, os.WEXITED | os.WNOWAIT)  # peek, do not reap
@@ -130,13 +130,15 @@ def _how_it_ended(popen: Popen) -> str:
     return f"exited with code {status}"
 
 
-def _watch(popen: Popen, name: str, sentinel: int, error_r: int, reply_fd: int | None) -> None:
+def _watch(
+    popen: Any, name: str, sentinel: int, error_r: int | None, reply_fd: int | None
+) -> None:
     """Wait for the child to end; then make the parent's pending ``recv()`` raise."""
     try:
         wait([sentinel])
         error = b""
         with contextlib.suppress(OSError):
-            while chunk := os.read(error_r, 65536):
+            while error_r is not None and (chunk := os.read(error_r, 65536)):
                 error += chunk
         how = _how_it_ended(popen)
         message = f"chain process {name!r} (pid {popen.pid}) {how}"
@@ -145,6 +147,8 @@ def _watch(popen: Popen, name: str, sentinel: int, error_r: int, reply_fd: int |
             message += f" while starting: {last} (its traceback is printed above)"
         else:
             message += " before sending what the sampler was waiting for"
+            if how.endswith(" 0"):
+                message += " (an error it caught and logged, printed above?)"
         if reply_fd is not None:
             reply = Connection(reply_fd, readable=False)
             reply_fd = None  # the Connection closes it
@@ -166,6 +170,24 @@ def _worker_end_of_pipe(process_obj: Any) -> Connection | None:
     return None
 
 
+def watch(popen: Any, process_obj: Any, error_r: int | None = None) -> None:
+    """Make the parent's wait on a chain process raise once the process has ended.
+
+    Call right after the process started, while the parent still holds the worker's end of
+    the pipe: a copy of it keeps the parent's end from seeing EOF until a thread has written
+    why the worker is gone (see :class:`WorkerProcessError`). ``error_r`` is the read end
+    of a pipe the child writes its start-up traceback to, if any.
+    """
+    worker_end = _worker_end_of_pipe(process_obj)
+    reply_fd = None if worker_end is None else os.dup(worker_end.fileno())
+    threading.Thread(
+        target=_watch,
+        args=(popen, process_obj.name, os.dup(popen.sentinel), error_r, reply_fd),
+        name=f"pymc_jaxops watcher of {process_obj.name}",
+        daemon=True,
+    ).start()
+
+
 class Popen(popen_spawn_posix.Popen):
     """A spawned child that is not given the parent's ``__main__`` to run."""
 
@@ -185,10 +207,6 @@ class Popen(popen_spawn_posix.Popen):
         finally:
             set_spawning_popen(None)
 
-        worker_end = _worker_end_of_pipe(process_obj)
-        # Our own copy of the worker's end keeps the parent's end from seeing EOF until the
-        # watcher has written why the worker is gone.
-        reply_fd = None if worker_end is None else os.dup(worker_end.fileno())
         to_child_r, to_child_w = os.pipe()
         sentinel_r, sentinel_w = os.pipe()  # EOF on sentinel_r once the child is gone
         error_r, error_w = os.pipe()
@@ -202,18 +220,10 @@ class Popen(popen_spawn_posix.Popen):
             with open(to_child_w, "wb", closefd=False) as f:
                 f.write(payload.getbuffer())
         except BaseException:
-            for fd in (reply_fd, error_r):
-                if fd is not None:
-                    os.close(fd)
+            os.close(error_r)
             raise
         finally:
             self.finalizer = util.Finalize(self, util.close_fds, (sentinel_r, to_child_w))
             for fd in (to_child_r, sentinel_w, error_w):
                 os.close(fd)
-        watcher = threading.Thread(
-            target=_watch,
-            args=(self, process_obj.name, os.dup(sentinel_r), error_r, reply_fd),
-            name=f"pymc_jaxops watcher of {process_obj.name}",
-            daemon=True,
-        )
-        watcher.start()
+        watch(self, process_obj, error_r)

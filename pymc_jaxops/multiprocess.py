@@ -34,8 +34,9 @@ from collections.abc import Callable
 from typing import Any
 
 from pymc_jaxops import _fresh_start
+from pymc_jaxops._fresh_start import WorkerProcessError
 
-__all__ = ["install", "installed", "uninstall"]
+__all__ = ["WorkerProcessError", "install", "installed", "uninstall"]
 
 _logger = logging.getLogger("pymc")
 _ENV_VAR = "PYMC_JAXOPS_SAFE_PROCESSES"
@@ -60,16 +61,19 @@ def _jax_runtime_live() -> bool:
     return True if probe is None else bool(probe())
 
 
-def _needs_fresh_start(process_obj: Any) -> bool:
-    target = getattr(process_obj, "_target", None)
-    return target in _pymc_chain_workers() and _jax_runtime_live()
+def _is_chain_worker(process_obj: Any) -> bool:
+    return getattr(process_obj, "_target", None) in _pymc_chain_workers()
 
 
 def _wrap(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
     @functools.wraps(original)
     def _popen(process_obj: Any) -> Any:
-        if not _needs_fresh_start(process_obj):
+        if not _is_chain_worker(process_obj):
             return original(process_obj)
+        if not _jax_runtime_live():
+            popen = original(process_obj)  # nothing to inherit that could hang: fork is fine
+            _fresh_start.watch(popen, process_obj)
+            return popen
         _logger.debug(
             "pymc_jaxops: starting %s in a fresh interpreter instead of forking the running "
             "JAX runtime",

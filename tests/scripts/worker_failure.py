@@ -26,10 +26,10 @@ helper_dir = Path(tempfile.mkdtemp())
     "import multiprocessing, os\n"
     "import jax.numpy as jnp\n"
     "from pymc_jaxops import as_pytensor_op\n"
-    "RAISE_IN_WORKER = os.environ.get('FAILING_HELPER_RAISE') == '1'\n"
     "@as_pytensor_op\n"
     "def loglik(y, mu):\n"
-    "    if RAISE_IN_WORKER and multiprocessing.parent_process() is not None:\n"
+    "    in_worker = multiprocessing.parent_process() is not None\n"
+    "    if in_worker and os.environ.get('FAILING_HELPER_RAISE') == '1':\n"
     "        raise RuntimeError('loglik failed inside the worker')\n"
     "    return jnp.sum(-0.5 * (y - mu) ** 2)\n"
 )
@@ -37,7 +37,7 @@ sys.path.insert(0, str(helper_dir))
 import failing_helper  # noqa: E402
 
 if mode == "raise":
-    os.environ["FAILING_HELPER_RAISE"] = "1"  # the workers import the helper afresh
+    os.environ["FAILING_HELPER_RAISE"] = "1"  # read by the workers when they trace loglik
 elif mode == "import":
     (helper_dir / "failing_helper.py").unlink()  # the workers cannot import it any more
 
