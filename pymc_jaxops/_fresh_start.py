@@ -93,6 +93,8 @@ def _child_program(tracker_fd: int, pipe_handle: int, error_fd: int, xla_flags: 
 class WorkerProcessError(RuntimeError):
     """A chain process ended before it sent the result its parent was waiting for."""
 
+    __module__ = "pymc_jaxops.multiprocess"  # where users import it from
+
 
 def _raise_worker_error(message: str) -> None:
     raise WorkerProcessError(message)
