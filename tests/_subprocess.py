@@ -11,7 +11,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,17 +48,34 @@ def wait_for_no_processes(sid: int, grace_s: float = 15.0) -> list[int]:
     return left
 
 
+@contextlib.contextmanager
+def _sigint_not_ignored() -> Iterator[None]:
+    # A signal ignored here stays ignored in the child across exec, and Python then never
+    # raises KeyboardInterrupt (pytest started under nohup, `cmd &` in a script, some CI
+    # runners). A handled one is reset to the default, as in an interactive shell.
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def start(args: list[str], extra_env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**env(), **(extra_env or {})},
-        cwd=str(ROOT),
-        start_new_session=True,
-        **kwargs,
-    )
+    """Start ``python *args`` in a session of its own, with Ctrl-C working in it."""
+    with _sigint_not_ignored():
+        return subprocess.Popen(
+            [sys.executable, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**env(), **(extra_env or {})},
+            cwd=str(ROOT),
+            start_new_session=True,
+            **kwargs,
+        )
 
 
 def kill_session(proc: subprocess.Popen) -> None:
