@@ -67,7 +67,6 @@ def _preparation_data(name: str) -> dict[str, Any]:
 # function needs cannot be imported, say) is written to error_fd for the parent's watcher.
 _CHILD_PROGRAM = """
 import os, traceback
-{environ}
 try:
     from multiprocessing.spawn import spawn_main
     spawn_main(tracker_fd={tracker_fd}, pipe_handle={pipe_handle})
@@ -80,14 +79,8 @@ except BaseException:
 """
 
 
-def _child_program(tracker_fd: int, pipe_handle: int, error_fd: int, xla_flags: str | None) -> str:
-    environ = ""
-    if xla_flags:
-        flags = (os.environ.get("XLA_FLAGS", "") + " " + xla_flags).strip()
-        environ = f"os.environ['XLA_FLAGS'] = {flags!r}"
-    return _CHILD_PROGRAM.format(
-        environ=environ, tracker_fd=tracker_fd, pipe_handle=pipe_handle, error_fd=error_fd
-    )
+def _child_program(tracker_fd: int, pipe_handle: int, error_fd: int) -> str:
+    return _CHILD_PROGRAM.format(tracker_fd=tracker_fd, pipe_handle=pipe_handle, error_fd=error_fd)
 
 
 class WorkerProcessError(RuntimeError):
@@ -194,7 +187,6 @@ class Popen(popen_spawn_posix.Popen):
     """A spawned child that is not given the parent's ``__main__`` to run."""
 
     method = "spawn"
-    xla_flags: str | None = None
 
     def _launch(self, process_obj: Any) -> None:
         from multiprocessing import resource_tracker
@@ -213,7 +205,7 @@ class Popen(popen_spawn_posix.Popen):
         sentinel_r, sentinel_w = os.pipe()  # EOF on sentinel_r once the child is gone
         error_r, error_w = os.pipe()
         try:
-            program = _child_program(tracker_fd, to_child_r, error_w, self.xla_flags)
+            program = _child_program(tracker_fd, to_child_r, error_w)
             flags = util._args_from_interpreter_flags()
             command = [spawn.get_executable(), *flags, "-c", program, "--multiprocessing-fork"]
             self._fds.extend([to_child_r, sentinel_w, error_w])

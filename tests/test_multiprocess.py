@@ -225,7 +225,8 @@ def test_killed_worker_makes_the_parent_raise():
 @pytest.mark.parametrize(
     ("mode", "entry", "expected"),
     [
-        ("raise", "nuts", "ParallelSamplingError: Chain 0 failed with: loglik failed inside"),
+        # PyMC's ParallelSampler reports an exception in a NUTS worker itself; the population
+        # sampler's worker only logs it and returns, and its parent waited forever.
         ("raise", "demetropolis", "loglik failed inside the worker"),
         ("import", "nuts", "No module named 'failing_helper'"),
     ],
@@ -235,8 +236,7 @@ def test_failing_worker_makes_the_parent_raise(mode, entry, expected):
     assert result.returncode != 0
     assert "FINISHED" not in result.out
     assert expected in result.err, result.err[-4000:]
-    if mode == "import" or entry == "demetropolis":
-        assert "WorkerProcessError" in result.err, result.err[-4000:]
+    assert "WorkerProcessError" in result.err, result.err[-4000:]
     assert not result.orphans
 
 

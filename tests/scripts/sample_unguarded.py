@@ -48,7 +48,7 @@ with model:
         idata = pm.sample_smc(draws=300, chains=2, cores=2, **kw)
     elif entry in ("demetropolis", "demetropolisz"):
         step = pm.DEMetropolis() if entry == "demetropolis" else pm.DEMetropolisZ()
-        idata = pm.sample(draws=1000, tune=1000, chains=4, cores=2, step=step, **kw)
+        idata = pm.sample(draws=400, tune=400, chains=4, cores=2, step=step, **kw)
     else:
         raise SystemExit(f"unknown entry point {entry!r}")
     result = {name: float(idata.posterior[name].mean()) for name in ("mu", "sigma")}
