@@ -137,7 +137,7 @@ def _check_recovers_truth(result: _subprocess.Result, entry: str) -> dict[str, f
     assert abs(means["mu"] - DATA_MU) < 0.03, means
     assert abs(means["mu"] - TRUE_MU) < 0.12, means
     assert abs(means["sigma"] - TRUE_SIGMA) < 0.1, means
-    if entry == "demetropolis":
+    if entry.startswith("demetropolis"):  # PyMC falls back to one process when it cannot start
         assert "Population parallelization failed" not in result.err
     return means
 
