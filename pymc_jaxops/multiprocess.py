@@ -27,6 +27,7 @@ Opt out with :func:`uninstall`, or by setting the environment variable
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
 import multiprocessing.context
 import os
@@ -44,12 +45,28 @@ _FORK_PROCESS = multiprocessing.context.ForkProcess
 _MARK = "_pymc_jaxops_fresh_start"
 
 
-def _pymc_chain_workers() -> tuple[Callable[..., Any], ...]:
-    from pymc.sampling.parallel import _run_process
-    from pymc.sampling.population import PopulationStepper
-    from pymc.smc.parallel import _run_smc_process
+# Where PyMC keeps the function each chain process runs (verified on PyMC 5.28.5). A name
+# that moves in another version is skipped: its processes then start as PyMC starts them.
+_PYMC_CHAIN_WORKERS = (
+    ("pymc.sampling.parallel", "_run_process"),
+    ("pymc.smc.parallel", "_run_smc_process"),
+    ("pymc.sampling.population", "PopulationStepper._run_secondary"),
+)
 
-    return (_run_process, _run_smc_process, PopulationStepper._run_secondary)
+
+@functools.cache
+def _pymc_chain_workers() -> tuple[Callable[..., Any], ...]:
+    found = []
+    for module_name, qualname in _PYMC_CHAIN_WORKERS:
+        try:
+            obj: Any = importlib.import_module(module_name)
+            for part in qualname.split("."):
+                obj = getattr(obj, part)
+        except (ImportError, AttributeError):
+            _logger.debug("pymc_jaxops: no %s.%s in this PyMC", module_name, qualname)
+            continue
+        found.append(obj)
+    return tuple(found)
 
 
 def _jax_runtime_live() -> bool:
