@@ -21,7 +21,8 @@ import os
 import signal
 import threading
 from collections import ChainMap
-from multiprocessing import popen_spawn_posix, spawn, util
+from multiprocessing import popen_spawn_posix, spawn
+from multiprocessing import util as _util
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import set_spawning_popen
 from multiprocessing.reduction import ForkingPickler
@@ -29,6 +30,12 @@ from typing import Any, ClassVar
 
 import cloudpickle
 from rich.progress import Progress  # PyMC's progress bars
+
+from pymc_jaxops.multiprocess import WorkerProcessError
+
+# The standard library's private helpers used here have no type stubs.
+util: Any = _util
+_FORKING_PICKLER: Any = ForkingPickler
 
 _MAIN_KEYS = ("init_main_from_path", "init_main_from_name")
 
@@ -38,7 +45,7 @@ class _Pickler(cloudpickle.Pickler):
     # what lives in shared memory or carries a file descriptor (Connection, RawArray,
     # socket). The latter dict is read live: PyMC registers its RawArray types at run time.
     dispatch_table: ClassVar[ChainMap[Any, Any]] = ChainMap(
-        cloudpickle.Pickler.dispatch_table, ForkingPickler._extra_reducers
+        cloudpickle.Pickler.dispatch_table, _FORKING_PICKLER._extra_reducers
     )
 
     def reducer_override(self, obj: Any) -> Any:
@@ -83,12 +90,6 @@ def _child_program(tracker_fd: int, pipe_handle: int, error_fd: int) -> str:
     return _CHILD_PROGRAM.format(tracker_fd=tracker_fd, pipe_handle=pipe_handle, error_fd=error_fd)
 
 
-class WorkerProcessError(RuntimeError):
-    """A chain process ended before it sent the result its parent was waiting for."""
-
-    __module__ = "pymc_jaxops.multiprocess"  # where users import it from
-
-
 def _raise_worker_error(message: str) -> None:
     raise WorkerProcessError(message)
 
@@ -106,6 +107,8 @@ class _RaiseWhenReceived:
 def _how_it_ended(popen: Any) -> str:
     signum = status = None
     try:
+        if not hasattr(os, "waitid"):  # macOS: only what join() found out, if anything
+            raise ChildProcessError
         info = os.waitid(os.P_PID, popen.pid, os.WEXITED | os.WNOWAIT)  # peek, do not reap
     except ChildProcessError:  # already reaped by join(): the return code is known
         status = popen.returncode
@@ -122,7 +125,7 @@ def _how_it_ended(popen: Any) -> str:
         except ValueError:
             name = "an unknown signal"
         return f"was killed by signal {signum} ({name})"
-    return f"exited with code {status}"
+    return "ended" if status is None else f"exited with code {status}"
 
 
 def _watch(
@@ -187,11 +190,13 @@ class Popen(popen_spawn_posix.Popen):
     """A spawned child that is not given the parent's ``__main__`` to run."""
 
     method = "spawn"
+    _fds: list[int]
 
     def _launch(self, process_obj: Any) -> None:
         from multiprocessing import resource_tracker
 
         tracker_fd = resource_tracker.getfd()
+        assert tracker_fd is not None  # getfd() starts the tracker
         self._fds.append(tracker_fd)
         payload = io.BytesIO()
         set_spawning_popen(self)  # lets Connection / RawArray / authkey pickle their fds

@@ -17,7 +17,7 @@ meet in one spot, the ``_Popen`` of multiprocessing's fork context. :func:`insta
 * JAX's runtime is live in this process;
 
 it is then started in a fresh interpreter that is not given ``__main__`` to run, and
-receives its arguments through cloudpickle (:mod:`pymc_jaxops._fresh_start`). Every other
+receives its arguments through cloudpickle (``pymc_jaxops._fresh_start``). Every other
 process, and every process started with ``spawn`` or ``forkserver``, is left alone.
 
 Opt out with :func:`uninstall`, or by setting the environment variable
@@ -34,14 +34,12 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from pymc_jaxops import _fresh_start
-from pymc_jaxops._fresh_start import WorkerProcessError
-
 __all__ = ["WorkerProcessError", "install", "installed", "uninstall"]
 
 _logger = logging.getLogger("pymc")
 _ENV_VAR = "PYMC_JAXOPS_SAFE_PROCESSES"
-_FORK_PROCESS = multiprocessing.context.ForkProcess
+# Absent on Windows, where there is no fork to make safe.
+_FORK_PROCESS: Any = getattr(multiprocessing.context, "ForkProcess", None)
 _MARK = "_pymc_jaxops_fresh_start"
 
 
@@ -69,6 +67,15 @@ def _pymc_chain_workers() -> tuple[Callable[..., Any], ...]:
     return tuple(found)
 
 
+class WorkerProcessError(RuntimeError):
+    """A PyMC chain process ended before it sent what its sampler was waiting for.
+
+    Raised in the parent, from the sampler's wait on the process, with the process's name,
+    its pid and how it ended (killed by a signal, an exit code, the error it failed to start
+    with).
+    """
+
+
 def _jax_runtime_live() -> bool:
     try:
         from jax._src import xla_bridge
@@ -85,6 +92,8 @@ def _is_chain_worker(process_obj: Any) -> bool:
 def _wrap(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
     @functools.wraps(original)
     def _popen(process_obj: Any) -> Any:
+        from pymc_jaxops import _fresh_start
+
         if not _is_chain_worker(process_obj):
             return original(process_obj)
         if not _jax_runtime_live():
@@ -111,7 +120,7 @@ def installed() -> bool:
     >>> mp.installed()
     True
     """
-    return hasattr(_FORK_PROCESS._Popen, _MARK)
+    return _FORK_PROCESS is not None and hasattr(_FORK_PROCESS._Popen, _MARK)
 
 
 def install() -> None:
@@ -127,8 +136,8 @@ def install() -> None:
     >>> mp.installed()
     True
     """
-    if not installed():
-        _FORK_PROCESS._Popen = staticmethod(_wrap(_FORK_PROCESS._Popen))  # type: ignore[method-assign]
+    if _FORK_PROCESS is not None and not installed():
+        _FORK_PROCESS._Popen = staticmethod(_wrap(_FORK_PROCESS._Popen))
 
 
 def uninstall() -> None:
@@ -146,9 +155,9 @@ def uninstall() -> None:
     False
     >>> mp.install()
     """
-    original = getattr(_FORK_PROCESS._Popen, _MARK, None)
+    original = getattr(getattr(_FORK_PROCESS, "_Popen", None), _MARK, None)
     if original is not None:
-        _FORK_PROCESS._Popen = staticmethod(original)  # type: ignore[method-assign]
+        _FORK_PROCESS._Popen = staticmethod(original)
 
 
 if os.environ.get(_ENV_VAR, "1").strip().lower() not in ("0", "false", "no", "off"):
