@@ -11,14 +11,18 @@ PyMC starts chain processes in three places, all through a ``fork`` context on L
 ``ParallelSampler`` (``pm.sample`` with every step method), ``ParallelSMCSampler``
 (``pm.sample_smc``) and ``PopulationStepper`` (``DEMetropolis`` / ``DEMetropolisZ``). They
 meet in one spot, the ``_Popen`` of multiprocessing's fork context. :func:`install` (run by
-``import pymc_jaxops``) wraps that one function. A process is started differently only when
+``import pymc_jaxops``) wraps that one function. For a process whose target is one of PyMC's
+three chain-worker functions:
 
-* its target is one of PyMC's three chain-worker functions, and
-* JAX's runtime is live in this process;
+* if JAX's runtime is live in this process, it starts in a fresh interpreter that is not
+  given ``__main__`` to run and receives its arguments through cloudpickle
+  (``pymc_jaxops._fresh_start``); otherwise it forks, as PyMC does;
+* either way a thread watches it: if it ends before sending what the sampler waits for
+  (killed, failed to start, an error it only logged), the sampler's ``recv()`` raises
+  :class:`WorkerProcessError` instead of ``EOFError`` or waiting forever.
 
-it is then started in a fresh interpreter that is not given ``__main__`` to run, and
-receives its arguments through cloudpickle (``pymc_jaxops._fresh_start``). Every other
-process, and every process started with ``spawn`` or ``forkserver``, is left alone.
+Every other process, and every process started with ``spawn`` or ``forkserver``, is left
+alone.
 
 Opt out with :func:`uninstall`, or by setting the environment variable
 ``PYMC_JAXOPS_SAFE_PROCESSES=0`` before ``import pymc_jaxops``.
