@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import pickle
 import signal
 import threading
 from collections import ChainMap
@@ -203,6 +204,14 @@ class Popen(popen_spawn_posix.Popen):
         try:
             ForkingPickler(payload).dump(_preparation_data(process_obj._name))
             _Pickler(payload, protocol=-1).dump(process_obj)
+        except pickle.PicklingError:
+            raise
+        except Exception as error:
+            # A PicklingError is what pm.sample answers by sampling in one process.
+            raise pickle.PicklingError(
+                f"pymc_jaxops: cannot send the work of {process_obj.name!r} to a fresh "
+                f"process, because JAX is running here and forking it would hang: {error}"
+            ) from error
         finally:
             set_spawning_popen(None)
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 import io
 import multiprocessing
 import os
+import pickle
 import signal
 import sys
+import threading
 import types
 from multiprocessing.connection import Connection
 
@@ -97,3 +99,10 @@ def test_normal_exit_after_the_last_message_is_not_an_error():
     assert parent_end.recv() == "done"  # what the sampler waits for arrives first
     process.join(10)
     assert process.exitcode == 0
+
+
+def test_unpicklable_work_is_a_pickling_error():
+    # pm.sample answers a PicklingError by sampling in one process, with a warning.
+    lock = threading.Lock()
+    with pytest.raises(pickle.PicklingError, match="cannot send the work of"):
+        _start(Connection.recv, lock)
