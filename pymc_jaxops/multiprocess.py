@@ -1,104 +1,83 @@
-"""Never fork a live JAX runtime: a safe start method for ``pm.sample(cores>1)``.
+"""PyMC's chain processes never fork a live JAX runtime, and never re-run ``__main__``.
 
-On Linux, Python's default multiprocessing start method is ``fork``. PyMC evaluates the
-model in the parent before it starts the chain processes (initial point, start-value
-checks), so by then JAX's CPU runtime and its thread pools are live. A forked child
-inherits the runtime but not its threads, and its first JAX call can wait forever on a
-thread that does not exist (JAX warns "os.fork() was called ... will likely lead to a
-deadlock"; the seed HMM hangs every time).
+On Linux, multiprocessing starts processes with ``fork`` by default. Once JAX has run in a
+process (PyMC evaluates the model before it starts the chains; a notebook has usually called
+JAX already), its CPU runtime and thread pools are live; a forked child inherits the runtime
+but not its threads, and its first JAX call can wait forever. ``spawn`` avoids that but
+re-executes the user's ``__main__`` in every child, which breaks every script without an
+``if __name__ == "__main__":`` guard.
 
-Importing :mod:`pymc_jaxops` wraps ``pymc.sampling.parallel.ParallelSampler.__init__``,
-the one place that sees both the step method the workers will run and the start method
-they will be started with. When all of these hold
+PyMC starts chain processes in three places, all through a ``fork`` context on Linux:
+``ParallelSampler`` (``pm.sample`` with every step method), ``ParallelSMCSampler``
+(``pm.sample_smc``) and ``PopulationStepper`` (``DEMetropolis`` / ``DEMetropolisZ``). They
+meet in one spot, the ``_Popen`` of multiprocessing's fork context. :func:`install` (run by
+``import pymc_jaxops``) wraps that one function. For a process whose target is one of PyMC's
+three chain-worker functions:
 
-* the start method is ``fork``,
-* a compiled function of the step method holds a JAX Op (ours, or PyTensor's own
-  ``wrap_jax`` Op), and
-* JAX's runtime is already initialised in this process,
+* if JAX's runtime is live in this process, it starts in a fresh interpreter that is not
+  given ``__main__`` to run and receives its arguments through cloudpickle
+  (``pymc_jaxops._fresh_start``); otherwise it forks, as PyMC does;
+* either way a thread watches it: if it ends before sending what the sampler waits for
+  (killed, failed to start, an error it only logged), the sampler's ``recv()`` raises
+  :class:`WorkerProcessError` instead of ``EOFError`` or waiting forever.
 
-the chains are started with ``spawn`` instead: a fresh interpreter that imports
-``pymc_jaxops`` (turning x64 on before anything is traced) and unpickles the step method,
-whose Ops rebuild their jitted function. PyMC's sampling log says so in one INFO line.
-An explicit ``mp_ctx="fork"`` is switched too (it would hang); ``"spawn"`` and
-``"forkserver"`` are never changed.
+Every other process, and every process started with ``spawn`` or ``forkserver``, is left
+alone.
 
-``spawn`` rather than ``forkserver``: the fork server imports the user's ``__main__``
-module and forks the workers from itself, so a script that touches JAX at import time
-would put the same live runtime back in every worker.
+Opt out with :func:`uninstall`, or by setting the environment variable
+``PYMC_JAXOPS_SAFE_PROCESSES=0`` before ``import pymc_jaxops``.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
-import multiprocessing
 import multiprocessing.context
-from collections.abc import Iterator
+import os
+from collections.abc import Callable
 from typing import Any
 
-import pymc.sampling.parallel as _parallel
-from pytensor.compile.function.types import Function
-from pytensor.graph.op import Op
+__all__ = ["WorkerProcessError", "install", "installed", "uninstall"]
 
-from pymc_jaxops.ops import JaxOp
-
-__all__ = ["safe_context"]
-
-# PyMC's sampling logger prints at INFO by default, next to "Multiprocess sampling ...".
-_logger = logging.getLogger(_parallel.__name__)
-_SAFE_START_METHOD = "spawn"
-_MAX_DEPTH = 6  # step -> CompoundStep.methods -> step -> ValueGradFunction -> Function
+_logger = logging.getLogger("pymc")
+_ENV_VAR = "PYMC_JAXOPS_SAFE_PROCESSES"
+# Absent on Windows, where there is no fork to make safe.
+_FORK_PROCESS: Any = getattr(multiprocessing.context, "ForkProcess", None)
+_MARK = "_pymc_jaxops_fresh_start"
 
 
-def _jax_op_types() -> tuple[type[Op], ...]:
-    types: list[type[Op]] = [JaxOp]
-    try:
-        from pytensor.link.jax.ops import JAXOp  # pytensor.wrap_jax
-    except ImportError:  # pragma: no cover - older PyTensor
-        pass
-    else:
-        types.append(JAXOp)
-    return tuple(types)
+# Where PyMC keeps the function each chain process runs (verified on PyMC 5.28.5). A name
+# that moves in another version is skipped: its processes then start as PyMC starts them.
+_PYMC_CHAIN_WORKERS = (
+    ("pymc.sampling.parallel", "_run_process"),
+    ("pymc.smc.parallel", "_run_smc_process"),
+    ("pymc.sampling.population", "PopulationStepper._run_secondary"),
+)
 
 
-def _op_runs_jax(op: Op, jax_ops: tuple[type[Op], ...]) -> bool:
-    if isinstance(op, jax_ops) or isinstance(getattr(op, "core_op", None), jax_ops):
-        return True
-    # Scan and OpFromGraph keep an inner graph that may call JAX too.
-    inner = getattr(op, "fgraph", None)
-    return inner is not None and any(_op_runs_jax(n.op, jax_ops) for n in inner.apply_nodes)
+@functools.cache
+def _pymc_chain_workers() -> tuple[Callable[..., Any], ...]:
+    found = []
+    for module_name, qualname in _PYMC_CHAIN_WORKERS:
+        try:
+            obj: Any = importlib.import_module(module_name)
+            for part in qualname.split("."):
+                obj = getattr(obj, part)
+        except (ImportError, AttributeError):
+            _logger.debug("pymc_jaxops: no %s.%s in this PyMC", module_name, qualname)
+            continue
+        found.append(obj)
+    return tuple(found)
 
 
-def _functions(obj: Any, depth: int = 0, seen: set[int] | None = None) -> Iterator[Function]:
-    """Compiled PyTensor functions reachable from a step method's attributes."""
-    seen = set() if seen is None else seen
-    if id(obj) in seen or depth > _MAX_DEPTH:
-        return
-    seen.add(id(obj))
-    if isinstance(obj, Function):
-        yield obj
-        return
-    # The model holds every graph, compiled or not: only what the step compiled matters.
-    if type(obj).__name__ == "Model" or isinstance(obj, str | bytes | int | float):
-        return
-    if isinstance(obj, dict):
-        children: Any = obj.values()
-    elif isinstance(obj, list | tuple | set):
-        children = obj
-    else:
-        children = getattr(obj, "__dict__", {}).values()
-    for child in children:
-        yield from _functions(child, depth + 1, seen)
+class WorkerProcessError(RuntimeError):
+    """A PyMC chain process ended before it sent what its sampler was waiting for.
 
-
-def _step_runs_jax(step_method: Any) -> bool:
-    """Whether any compiled function of ``step_method`` calls a JAX Op."""
-    jax_ops = _jax_op_types()
-    return any(
-        _op_runs_jax(node.op, jax_ops)
-        for fn in _functions(step_method)
-        for node in fn.maker.fgraph.apply_nodes
-    )
+    Raised in the parent, from the sampler's wait on the process, with the process's name,
+    its pid and how it ended (killed by a signal, an exit code, the error it failed to start
+    with).
+    """
 
 
 def _jax_runtime_live() -> bool:
@@ -110,62 +89,80 @@ def _jax_runtime_live() -> bool:
     return True if probe is None else bool(probe())
 
 
-def safe_context(
-    mp_ctx: multiprocessing.context.BaseContext, step_method: Any
-) -> multiprocessing.context.BaseContext:
-    """Swap a ``fork`` context for ``spawn`` when the workers would inherit a live JAX runtime.
+def _is_chain_worker(process_obj: Any) -> bool:
+    return getattr(process_obj, "_target", None) in _pymc_chain_workers()
 
-    ``fork`` is kept when the step method calls no JAX Op or JAX has not started in this
-    process; every other start method is returned unchanged.
 
-    Parameters
-    ----------
-    mp_ctx : multiprocessing context
-        The context PyMC chose (on Linux, the fork context unless the user chose another).
-    step_method : pymc step method
-        The step the workers will run.
+def _wrap(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    @functools.wraps(original)
+    def _popen(process_obj: Any) -> Any:
+        from pymc_jaxops import _fresh_start
 
-    Returns
-    -------
-    multiprocessing context
-        ``mp_ctx`` itself, or the ``spawn`` context.
+        if not _is_chain_worker(process_obj):
+            return original(process_obj)
+        if not _jax_runtime_live():
+            popen = original(process_obj)  # nothing to inherit that could hang: fork is fine
+            _fresh_start.watch(popen, process_obj)
+            return popen
+        _logger.debug(
+            "pymc_jaxops: starting %s in a fresh interpreter instead of forking the running "
+            "JAX runtime",
+            process_obj.name,
+        )
+        return _fresh_start.Popen(process_obj)
+
+    setattr(_popen, _MARK, original)
+    return _popen
+
+
+def installed() -> bool:
+    """Whether PyMC's chain processes are started safely (see the module docstring).
 
     Examples
     --------
-    >>> import multiprocessing
-    >>> safe_context(multiprocessing.get_context("spawn"), None).get_start_method()
-    'spawn'
+    >>> import pymc_jaxops.multiprocess as mp
+    >>> mp.installed()
+    True
     """
-    if mp_ctx.get_start_method() != "fork" or not _jax_runtime_live():
-        return mp_ctx
-    if not _step_runs_jax(step_method):
-        return mp_ctx
-    # PyMC has already resolved mp_ctx=None to the fork context, so an explicit "fork"
-    # cannot be told apart here: both get the same line in PyMC's own sampling log.
-    _logger.info(
-        "pymc_jaxops: starting chain processes with %r instead of 'fork', because the "
-        "model calls JAX and JAX's running runtime cannot be forked.",
-        _SAFE_START_METHOD,
-    )
-    return multiprocessing.get_context(_SAFE_START_METHOD)
+    return _FORK_PROCESS is not None and hasattr(_FORK_PROCESS._Popen, _MARK)
 
 
-def _install() -> None:
-    """Route ``ParallelSampler``'s start method through :func:`safe_context` (idempotent)."""
-    cls = _parallel.ParallelSampler
-    original = cls.__init__
-    if getattr(original, "_pymc_jaxops_safe_context", False):
-        return
+def install() -> None:
+    """Start PyMC's chain processes safely from now on (done by ``import pymc_jaxops``).
 
-    @functools.wraps(original)
-    def __init__(self, *args, mp_ctx=None, step_method=None, **kwargs):
-        if mp_ctx is None or isinstance(mp_ctx, str):
-            mp_ctx = _parallel._initialize_multiprocessing_context(mp_ctx)
-        mp_ctx = safe_context(mp_ctx, step_method)
-        original(self, *args, mp_ctx=mp_ctx, step_method=step_method, **kwargs)
+    Idempotent. Wraps ``multiprocessing.context.ForkProcess._Popen``; processes that are not
+    PyMC chain workers, or that start while JAX's runtime is not live, still fork.
 
-    __init__._pymc_jaxops_safe_context = True  # type: ignore[attr-defined]
-    cls.__init__ = __init__  # type: ignore[method-assign]
+    Examples
+    --------
+    >>> import pymc_jaxops.multiprocess as mp
+    >>> mp.install()
+    >>> mp.installed()
+    True
+    """
+    if _FORK_PROCESS is not None and not installed():
+        _FORK_PROCESS._Popen = staticmethod(_wrap(_FORK_PROCESS._Popen))
 
 
-_install()
+def uninstall() -> None:
+    """Give ``multiprocessing`` its own ``fork`` start back: the opt-out.
+
+    After this, ``pm.sample(cores>1)``, ``pm.sample_smc`` and population samplers fork as
+    PyMC does without ``pymc_jaxops``, which hangs once JAX has run in the process unless you
+    pass ``mp_ctx="spawn"`` (and guard your script with ``if __name__ == "__main__":``).
+
+    Examples
+    --------
+    >>> import pymc_jaxops.multiprocess as mp
+    >>> mp.uninstall()
+    >>> mp.installed()
+    False
+    >>> mp.install()
+    """
+    original = getattr(getattr(_FORK_PROCESS, "_Popen", None), _MARK, None)
+    if original is not None:
+        _FORK_PROCESS._Popen = staticmethod(original)
+
+
+if os.environ.get(_ENV_VAR, "1").strip().lower() not in ("0", "false", "no", "off"):
+    install()

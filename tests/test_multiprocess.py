@@ -1,8 +1,10 @@
-"""pm.sample(cores=2) never forks a live JAX runtime, and workers compute in float64.
+"""PyMC's multi-process entry points on models that call JAX, however the code is run.
 
-The in-process model is the seed HMM with known transition probabilities (two free parameters keep
-NUTS cheap). Forked workers hang on it every time, so a regression fails on the timeout
-instead of passing by luck.
+The in-process model is the seed HMM with known transition probabilities (two free parameters
+keep NUTS cheap): forked workers hang on it every time, so a regression fails on the timeout
+instead of passing by luck. The script tests run ``tests/scripts/*.py`` as a user would, in a
+fresh ``python`` of their own session (``tests/_subprocess.py``): a hang fails on the timeout,
+and every process of the session must be gone once the script has ended.
 """
 
 from __future__ import annotations
@@ -10,10 +12,10 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import signal
 import subprocess
-import sys
 import textwrap
-from pathlib import Path
+import time
 
 import jax.numpy as jnp
 import numpy as np
@@ -21,10 +23,10 @@ import pymc as pm
 import pytest
 
 from examples.marginal_hmm import P_INITIAL, P_TRANSITION, TRUE_NOISE, TRUE_SIGNAL, hmm_logp
-from pymc_jaxops import as_pytensor_op
-from pymc_jaxops.multiprocess import safe_context
+from pymc_jaxops import as_pytensor_op, multiprocess
+from tests import _subprocess
+from tests._subprocess import SCRIPTS
 
-ROOT = Path(__file__).resolve().parents[1]
 SEED = 20240611
 SAMPLE_KW = dict(draws=150, tune=150, chains=2, random_seed=SEED, progressbar=False)
 SAMPLE_KW["compute_convergence_checks"] = False
@@ -87,7 +89,7 @@ def _check_like_single_process(idata, single, model):
 @pytest.mark.slow
 @pytest.mark.timeout(420)
 def test_two_cores_with_default_start_method_finish_in_float64(model, single_process):
-    # The default is fork on Linux; pymc_jaxops starts the chains with spawn instead.
+    # The default is fork on Linux; pymc_jaxops starts the chains in fresh interpreters.
     idata = pm.sample(model=model, cores=2, **SAMPLE_KW)
     _check_like_single_process(idata, single_process, model)
 
@@ -120,62 +122,163 @@ if __name__ == "__main__":
 """
 
 
+TRUE_MU, TRUE_SIGMA = 1.5, 0.5  # tests/scripts/sample_unguarded.py
+DATA_MU = float(np.random.default_rng(1).normal(TRUE_MU, TRUE_SIGMA, 200).mean())
+
+
+def _check_recovers_truth(result: _subprocess.Result, entry: str) -> dict[str, float]:
+    assert result.returncode == 0, result.err[-4000:]
+    assert not result.orphans, f"processes left after the script ended: {result.orphans}"
+    lines = [line for line in result.out.splitlines() if line.startswith("RESULT ")]
+    assert lines, f"no result:\n{result.out[-2000:]}\n{result.err[-4000:]}"
+    means = json.loads(lines[-1].removeprefix("RESULT "))
+    # 200 observations: posterior sd of mu ~0.035, of sigma ~0.025. The posterior mean of mu
+    # is the data mean up to the prior's pull; both are near the truth.
+    assert abs(means["mu"] - DATA_MU) < 0.03, means
+    assert abs(means["mu"] - TRUE_MU) < 0.12, means
+    assert abs(means["sigma"] - TRUE_SIGMA) < 0.1, means
+    if entry.startswith("demetropolis"):  # PyMC falls back to one process when it cannot start
+        assert "Population parallelization failed" not in result.err
+    return means
+
+
+SCRIPT = str(SCRIPTS / "sample_unguarded.py")
+
+
 @pytest.mark.slow
-@pytest.mark.timeout(420)
-def test_script_with_function_in_main_and_forkserver(tmp_path):
+@pytest.mark.parametrize("entry", ["ppc", "smc", "demetropolis"])
+def test_unguarded_script_file(entry):
+    # JAX runs in the script before sampling; NUTS (then posterior predictive), SMC and a
+    # population sampler all start chain processes, and the script has no main guard.
+    result = _subprocess.run([SCRIPT, entry], timeout=400)
+    means = _check_recovers_truth(result, entry)
+    if entry == "ppc":
+        assert abs(means["y_mean"] - means["mu"]) < 0.05
+
+
+@pytest.mark.slow
+def test_script_fed_on_stdin():
+    source = (SCRIPTS / "sample_unguarded.py").read_text()
+    result = _subprocess.run(["-", "nuts"], timeout=400, stdin=source)
+    _check_recovers_truth(result, "nuts")
+
+
+@pytest.mark.slow
+def test_python_dash_c():
+    source = (SCRIPTS / "sample_unguarded.py").read_text()
+    result = _subprocess.run(["-c", source, "demetropolisz"], timeout=400)
+    _check_recovers_truth(result, "demetropolisz")
+
+
+# IPython is not installed here: a notebook cell is emulated the way IPython runs one, code
+# compiled under an "<ipython-input-...>" file name and executed in __main__'s namespace.
+_NOTEBOOK = """
+import sys, __main__
+sys.argv = ["ipykernel_launcher.py", "nuts"]
+source = open({script!r}).read()
+exec(compile(source, "<ipython-input-3-5f1c2ab9e0d4>", "exec"), __main__.__dict__)
+"""
+
+
+@pytest.mark.slow
+def test_notebook_cell():
+    result = _subprocess.run(["-c", _NOTEBOOK.format(script=SCRIPT)], timeout=400)
+    _check_recovers_truth(result, "nuts")
+
+
+_FAILING = str(SCRIPTS / "worker_failure.py")
+
+
+def _until_workers_report(proc, timeout: float) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if line.startswith("WORKERS"):
+            return [int(p) for p in line.split()[1:]]
+        if not line and proc.poll() is not None:
+            break
+    _subprocess.kill_session(proc)
+    raise AssertionError(f"workers never reported:\n{proc.stderr.read()[-4000:]}")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
+def test_killed_worker_makes_the_parent_raise():
+    proc = _subprocess.start([_FAILING, "kill", "nuts"], stdin=subprocess.DEVNULL)
+    try:
+        workers = _until_workers_report(proc, timeout=300)
+        os.kill(workers[0], signal.SIGKILL)
+        killed_at = time.monotonic()
+        _, err = proc.communicate(timeout=60)
+        took = time.monotonic() - killed_at
+        left = _subprocess.wait_for_no_processes(proc.pid)
+    finally:
+        _subprocess.kill_session(proc)
+    assert proc.returncode != 0
+    assert "WorkerProcessError" in err and "was killed by signal 9 (SIGKILL)" in err, err[-3000:]
+    assert f"(pid {workers[0]})" in err
+    assert took < 60  # a hang would have been killed by communicate's timeout
+    assert not left, f"processes left after the parent ended: {left}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("mode", "entry", "expected"),
+    [
+        # PyMC's ParallelSampler reports an exception in a NUTS worker itself; the population
+        # sampler's worker only logs it and returns, and its parent waited forever.
+        ("raise", "demetropolis", "loglik failed inside the worker"),
+        ("import", "nuts", "No module named 'failing_helper'"),
+    ],
+)
+def test_failing_worker_makes_the_parent_raise(mode, entry, expected):
+    result = _subprocess.run([_FAILING, mode, entry], timeout=300)
+    assert result.returncode != 0
+    assert "FINISHED" not in result.out
+    assert expected in result.err, result.err[-4000:]
+    assert "WorkerProcessError" in result.err, result.err[-4000:]
+    assert not result.orphans
+
+
+def test_only_pymc_chain_workers_are_started_differently():
+    from pymc.sampling.parallel import _run_process
+    from pymc.sampling.population import PopulationStepper
+    from pymc.smc.parallel import _run_smc_process
+
+    fork = multiprocessing.get_context("fork")
+    for target in (_run_process, _run_smc_process, PopulationStepper._run_secondary):
+        assert multiprocess._is_chain_worker(fork.Process(target=target))
+    assert not multiprocess._is_chain_worker(fork.Process(target=print))
+
+
+def test_uninstall_restores_fork_and_install_is_idempotent():
+    original = multiprocessing.context.ForkProcess._Popen
+    try:
+        multiprocess.install()
+        assert multiprocessing.context.ForkProcess._Popen is original
+        multiprocess.uninstall()
+        assert not multiprocess.installed()
+        assert multiprocessing.context.ForkProcess._Popen.__module__ == "multiprocessing.context"
+    finally:
+        multiprocess.install()
+    assert multiprocess.installed()
+
+
+def test_environment_variable_opts_out():
+    code = "import pymc_jaxops.multiprocess as m; print(m.installed())"
+    result = _subprocess.run(
+        ["-c", code], timeout=120, extra_env={"PYMC_JAXOPS_SAFE_PROCESSES": "0"}
+    )
+    assert result.out.strip() == "False", result.err[-2000:]
+
+
+@pytest.mark.slow
+def test_guarded_script_with_function_in_main_and_forkserver(tmp_path):
+    # An explicit start method is the user's choice and is left alone.
     script = tmp_path / "user_script.py"
     script.write_text(textwrap.dedent(_SCRIPT).replace("MP_CTX", repr("forkserver")))
-    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
-    env = {**os.environ, "PYTHONPATH": path}
-    proc = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=400, env=env
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert result["dtype"] == "float64"
-    assert abs(result["mean"] - 0.97) < 0.3  # data mean of the simulated AR(1) series
-
-
-@pytest.fixture
-def jax_live(monkeypatch):
-    """As in pm.sample, where the parent has evaluated the model before starting chains."""
-    monkeypatch.setattr("pymc_jaxops.multiprocess._jax_runtime_live", lambda: True)
-
-
-def test_fork_becomes_spawn_for_a_jax_step(model, caplog, jax_live):
-    with model:
-        step = pm.NUTS()
-    caplog.set_level("INFO", logger="pymc.sampling.parallel")
-    ctx = safe_context(multiprocessing.get_context("fork"), step)
-    assert ctx.get_start_method() == "spawn"
-    assert "instead of 'fork'" in caplog.text
-
-
-@pytest.mark.parametrize("method", ["spawn", "forkserver"])
-def test_other_start_methods_are_kept(model, method):
-    with model:
-        step = pm.NUTS()
-    ctx = multiprocessing.get_context(method)
-    assert safe_context(ctx, step) is ctx
-
-
-def test_fork_is_kept_without_jax(monkeypatch, jax_live):
-    with pm.Model():
-        pm.Normal("x")
-        plain_step = pm.NUTS()
-    fork = multiprocessing.get_context("fork")
-    assert safe_context(fork, plain_step) is fork
-
-    with _model():
-        jax_step = pm.NUTS()
-    monkeypatch.setattr("pymc_jaxops.multiprocess._jax_runtime_live", lambda: False)
-    assert safe_context(fork, jax_step) is fork
-
-
-def test_compound_and_metropolis_steps_are_seen(model, jax_live):
-    with model:
-        step = pm.CompoundStep([pm.Metropolis([model["signal"]]), pm.NUTS([model["noise"]])])
-        metropolis = pm.Metropolis()
-    fork = multiprocessing.get_context("fork")
-    assert safe_context(fork, step).get_start_method() == "spawn"
-    assert safe_context(fork, metropolis).get_start_method() == "spawn"
+    result = _subprocess.run([str(script)], timeout=400)
+    assert result.returncode == 0, result.err[-3000:]
+    out = json.loads(result.out.strip().splitlines()[-1])
+    assert out["dtype"] == "float64"
+    assert abs(out["mean"] - 0.97) < 0.3  # data mean of the simulated AR(1) series

@@ -1,0 +1,115 @@
+"""Run a script the way a user does: a fresh ``python`` process, never left running.
+
+Each run gets its own session, so on timeout the whole process group (the script and every
+worker it started) is killed and the test fails instead of stalling CI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = Path(__file__).resolve().parent / "scripts"
+
+
+def env() -> dict[str, str]:
+    path = os.pathsep.join(p for p in [str(ROOT), os.environ.get("PYTHONPATH", "")] if p)
+    return {**os.environ, "PYTHONPATH": path}
+
+
+def session_processes(sid: int) -> list[int]:
+    """Pids of the live (non-zombie) processes in session ``sid``."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        state, session = fields[0], int(fields[3])
+        if session == sid and state != "Z":
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def wait_for_no_processes(sid: int, grace_s: float = 15.0) -> list[int]:
+    """Poll until session ``sid`` is empty or ``grace_s`` passed; return who is left."""
+    deadline = time.monotonic() + grace_s
+    while (left := session_processes(sid)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
+@contextlib.contextmanager
+def _sigint_not_ignored() -> Iterator[None]:
+    # A signal ignored here stays ignored in the child across exec, and Python then never
+    # raises KeyboardInterrupt (pytest started under nohup, `cmd &` in a script, some CI
+    # runners). A handled one is reset to the default, as in an interactive shell.
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def start(args: list[str], extra_env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:
+    """Start ``python *args`` in a session of its own, with Ctrl-C working in it."""
+    with _sigint_not_ignored():
+        return subprocess.Popen(
+            [sys.executable, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**env(), **(extra_env or {})},
+            cwd=str(ROOT),
+            start_new_session=True,
+            **kwargs,
+        )
+
+
+def kill_session(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+@dataclass
+class Result:
+    returncode: int
+    out: str
+    err: str
+    orphans: list[int]  # processes of the script's session still alive after it ended
+
+
+def run(
+    args: list[str],
+    timeout: float,
+    stdin: str | None = None,
+    grace_s: float = 15.0,
+    extra_env: dict[str, str] | None = None,
+) -> Result:
+    """Run ``python *args`` to the end; on timeout kill its process group and fail."""
+    stdin_mode = subprocess.PIPE if stdin is not None else subprocess.DEVNULL
+    proc = start(args, extra_env, stdin=stdin_mode)
+    try:
+        out, err = proc.communicate(stdin, timeout=timeout)
+        orphans = wait_for_no_processes(proc.pid, grace_s)
+    except subprocess.TimeoutExpired:
+        kill_session(proc)
+        out, err = proc.communicate()
+        raise AssertionError(
+            f"python {' '.join(args)} ran past {timeout} s (killed)\n{out[-2000:]}\n{err[-4000:]}"
+        ) from None
+    finally:
+        kill_session(proc)  # whatever is left must not outlive the test
+    return Result(proc.returncode, out, err, orphans)
