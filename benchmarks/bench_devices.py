@@ -28,14 +28,13 @@ SETTINGS = {"1 device": {"JAX_NUM_CPU_DEVICES": "1"}, "1 per core": {}}
 
 
 def _child(calls: int, rounds: int) -> dict[str, float]:
-    import pymc_jaxops  # noqa: F401  (first: sets the device count)
-
     import jax
     import numpy as np
     import pytensor
     import pytensor.tensor as pt
     from pytensor.graph.replace import vectorize_graph
 
+    import pymc_jaxops  # noqa: F401  (first: sets the device count)
     from benchmarks._common import per_call_us
     from benchmarks.bench_hmm import _pure_jax, _pymc_logp_dlogp
     from examples import marginal_hmm

@@ -1,5 +1,6 @@
 """Put any JAX function inside a PyMC model, and run any model on any sampler."""
 
+# ruff: noqa: E402  (the device count must be set before any import below could start JAX)
 from pymc_jaxops import devices as _devices
 
 # First, before anything can start JAX: one CPU device per core (PYMC_JAXOPS_CPU_DEVICES=off).

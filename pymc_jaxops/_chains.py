@@ -65,11 +65,14 @@ class ChainLayout:
         if self.method == "sequential":
             return jax.jit(lambda c, s: jax.lax.map(lambda ci: f(ci, s), c))
         per_device = self.padded // self.devices
+        local: Callable[[Any, Any], Any]
         if per_device == 1:
 
-            def local(c: Any, s: Any) -> Any:
+            def one_chain(c: Any, s: Any) -> Any:
                 out = f(jax.tree.map(lambda x: x[0], c), s)
                 return jax.tree.map(lambda x: x[None], out)
+
+            local = one_chain
 
         else:
             local = jax.vmap(f, in_axes=(0, None))

@@ -27,7 +27,7 @@ from pymc.backends.arviz import (
 from pymc.model import modelcontext
 
 from pymc_jaxops._chains import CHAIN_METHODS, ChainLayout, ChainMethod
-from pymc_jaxops.model import JaxModel, Params, Values, model_to_jax
+from pymc_jaxops.model import JaxModel, model_to_jax
 
 __all__ = ["sample_blackjax_nuts"]
 
@@ -231,9 +231,7 @@ class _Runner:
         chains = layout.chains
 
         def nuts_step(key, state, step_size, inverse_mass_matrix):
-            return kernel(
-                key, state, logdensity, step_size, inverse_mass_matrix, max_tree_depth
-            )
+            return kernel(key, state, logdensity, step_size, inverse_mass_matrix, max_tree_depth)
 
         def start(keys: tuple[jax.Array, jax.Array]) -> tuple[Any, jax.Array]:
             init_key, chains_key = keys
@@ -342,9 +340,9 @@ class _Runner:
 
     def draw(
         self, adapted: Any, draws: int, progress: "_Progress"
-    ) -> tuple[Values, dict[str, np.ndarray], bool]:
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], bool]:
         step_size = self.layout.to_host(adapted[1])
-        parts: list[tuple[Values, dict[str, np.ndarray]]] = []
+        parts: list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = []
         carry = adapted
 
         def run(first: int, n: int) -> None:
@@ -388,7 +386,7 @@ def _in_chunks(
     # Every process of a jax.distributed run must make the same calls, so chunk sizes
     # cannot follow each process's own clock there.
     adaptive = jax.process_count() == 1
-    done, n = 0, min(total, 10 if adaptive else _CHUNK_MAX)
+    done, n = 0, min(total, _CHUNK_MAX, 10 if adaptive else _CHUNK_MAX)
     try:
         while done < total:
             n = min(n, total - done)
@@ -457,7 +455,7 @@ class _Progress:
                 fields["description"] = f"chain {c} (draw)"
             self.bar.update(task, advance=n, **fields)
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc: Any) -> None:
         if self.enabled:
             self.bar.__exit__(*exc)
 
@@ -484,8 +482,9 @@ def _seed_from(random_seed: RandomSeed) -> int:
         return int(np.random.SeedSequence().generate_state(1)[0])
     if isinstance(random_seed, np.random.Generator):
         return int(random_seed.integers(2**32))
+    entropy: int | list[int] | None = None
     if isinstance(random_seed, bool):
-        entropy = None
+        pass
     elif isinstance(random_seed, int | np.integer) and random_seed >= 0:
         if random_seed < 2**32:
             return int(random_seed)
@@ -500,14 +499,8 @@ def _seed_from(random_seed: RandomSeed) -> int:
         )
     ):
         entropy = [int(v) for v in random_seed]
-    else:
-        entropy = None
     if entropy is None:
-        hint = (
-            "; pass an int instead of a JAX key"
-            if isinstance(random_seed, jax.Array)
-            else ""
-        )
+        hint = "; pass an int instead of a JAX key" if isinstance(random_seed, jax.Array) else ""
         raise TypeError(
             "sample_blackjax_nuts: random_seed must be None, a non-negative int, a sequence "
             f"of non-negative ints or a numpy.random.Generator (as for pm.sample), got "

@@ -92,7 +92,8 @@ def _usable_cores() -> int:
 
 
 def _user_configured() -> bool:
-    return jax.config.jax_num_cpu_devices >= 0 or _XLA_FLAG in os.environ.get("XLA_FLAGS", "")
+    flags = os.environ.get("XLA_FLAGS", "")
+    return xla_bridge.num_cpu_devices.value >= 0 or _XLA_FLAG in flags
 
 
 def _requested_count() -> int | None:

@@ -11,8 +11,9 @@ import threading
 import time
 import warnings
 
-import pymc_jaxops
 from scaleout_model import build_model
+
+import pymc_jaxops
 
 # Explicit, whatever disposition the test runner (nohup, CI) passed down.
 signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -8,8 +8,9 @@ jax.config.update("jax_cpu_collectives_implementation", "gloo")
 process_id, port = int(sys.argv[1]), sys.argv[2]
 jax.distributed.initialize(f"127.0.0.1:{port}", num_processes=2, process_id=process_id)
 
-import pymc_jaxops  # noqa: E402
 from scaleout_model import build_model, report  # noqa: E402
+
+import pymc_jaxops  # noqa: E402
 
 print("DEVICES", jax.local_device_count(), jax.device_count(), flush=True)
 idata = pymc_jaxops.sample_blackjax_nuts(

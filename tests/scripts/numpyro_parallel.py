@@ -2,11 +2,9 @@
 
 import warnings
 
-import pymc_jaxops  # noqa: F401  (first: one CPU device per core)
-
-import jax  # noqa: E402
-import pymc as pm  # noqa: E402
-from scaleout_model import build_model, report  # noqa: E402
+import jax
+import pymc as pm
+from scaleout_model import build_model, report  # imports pymc_jaxops: one device per core
 
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")

@@ -26,7 +26,9 @@ def _normal_prior_grad(x):
     return -x / 25.0
 
 
-numba_prior = numba_to_jax(_normal_prior, jax.ShapeDtypeStruct((), jnp.float64), grad=_normal_prior_grad)
+numba_prior = numba_to_jax(
+    _normal_prior, jax.ShapeDtypeStruct((), jnp.float64), grad=_normal_prior_grad
+)
 
 
 @as_pytensor_op
