@@ -156,7 +156,7 @@ def sample_blackjax_nuts(
     _check_finite_start(logps)
     with _Progress(progressbar, chains, tune + draws) as progress:
         adapted = runner.tune(state, tune, progress)
-        posterior, stats, interrupted = runner.draw(adapted, draws, progress)
+        posterior, stats, interrupted = runner.draw(adapted, tune, draws, progress)
     sampling_time = time.perf_counter() - began
     kept = next(iter(stats.values())).shape[1]
     if interrupted:
@@ -255,24 +255,30 @@ class _Runner:
             carry = (jax.vmap(init_one)(positions), tune_keys, draw_keys)
             return carry, jax.vmap(logdensity)(positions)
 
-        def tune_chunk(chain, shared):
-            tuning, tune_key, draw_key = chain
-            first, n, schedule = shared
+        def chunk(chain, shared):
+            """Steps ``first .. first + n - 1`` of one chain: warm-up steps, then draws.
 
-            def one(i, t: _Tuning) -> _Tuning:
-                step = first + i
-                state, info = nuts_step(
-                    jax.random.fold_in(tune_key, step),
-                    t.state,
-                    t.step_size,
-                    t.inverse_mass_matrix,
-                )
+            One program for both phases (NUTS compiles once); the host never lets a chunk
+            cross from warm-up to draws, so buffer slot ``i`` holds step ``first + i``.
+            """
+            tuning, tune_key, draw_key = chain
+            first, n, schedule, tune = shared
+            values = jax.eval_shape(constrain, tuning.state.position)
+            buffers = (
+                jax.tree.map(lambda v: jnp.zeros((_CHUNK_MAX, *v.shape), v.dtype), values),
+                {k: jnp.zeros(_CHUNK_MAX, dtype) for k, dtype in _STATS.items()},
+            )
+
+            def adapt(step: jax.Array, t: _Tuning, info: Any) -> _Tuning:
                 stage, window_end = schedule[step, 0], schedule[step, 1]
                 da = da_update(t.dual_averaging, info.acceptance_rate)
                 mm = jax.lax.cond(
-                    stage == 1, lambda m: mm_update(m, state.position), lambda m: m, t.mass_matrix
+                    stage == 1,
+                    lambda m: mm_update(m, t.state.position),
+                    lambda m: m,
+                    t.mass_matrix,
                 )
-                t = _Tuning(state, da, mm, jnp.exp(da.log_step_size), t.inverse_mass_matrix)
+                t = _Tuning(t.state, da, mm, jnp.exp(da.log_step_size), t.inverse_mass_matrix)
 
                 def end_window(t: _Tuning) -> _Tuning:
                     mm = mm_final(t.mass_matrix)
@@ -281,29 +287,23 @@ class _Runner:
                         t.state, da, mm, jnp.exp(da.log_step_size), mm.inverse_mass_matrix
                     )
 
-                return jax.lax.cond(window_end == 1, end_window, lambda t: t, t)
-
-            return jax.lax.fori_loop(0, n, one, tuning), tune_key, draw_key
-
-        def finish_tuning(chain, shared):
-            tuning, _, draw_key = chain
-            step_size = da_final(tuning.dual_averaging)
-            return tuning.state, step_size, tuning.inverse_mass_matrix, draw_key
-
-        def draw_chunk(chain, shared):
-            state, step_size, inverse_mass_matrix, draw_key = chain
-            first, n = shared
-            values = jax.eval_shape(constrain, state.position)
-            buffers = (
-                jax.tree.map(lambda v: jnp.zeros((_CHUNK_MAX, *v.shape), v.dtype), values),
-                {k: jnp.zeros(_CHUNK_MAX, dtype) for k, dtype in _STATS.items()},
-            )
+                t = jax.lax.cond(window_end == 1, end_window, lambda t: t, t)
+                # After the last warm-up step, draws use the averaged step size.
+                final = t._replace(step_size=da_final(t.dual_averaging))
+                return jax.tree.map(lambda a, b: jnp.where(step == tune - 1, a, b), final, t)
 
             def one(i, carry):
-                state, (kept, stats) = carry
-                state, info = nuts_step(
-                    jax.random.fold_in(draw_key, first + i), state, step_size, inverse_mass_matrix
+                t, (kept, stats) = carry
+                step = first + i
+                tunes = step < tune
+                key = jax.lax.cond(
+                    tunes,
+                    lambda: jax.random.fold_in(tune_key, step),
+                    lambda: jax.random.fold_in(draw_key, step - tune),
                 )
+                state, info = nuts_step(key, t.state, t.step_size, t.inverse_mass_matrix)
+                t = t._replace(state=state)
+                t = jax.lax.cond(tunes, lambda t: adapt(step, t, info), lambda t: t, t)
                 new = {
                     "diverging": info.is_divergent,
                     "acceptance_rate": info.acceptance_rate,
@@ -314,40 +314,37 @@ class _Runner:
                 }
                 kept = jax.tree.map(lambda b, v: b.at[i].set(v), kept, constrain(state.position))
                 stats = {k: stats[k].at[i].set(new[k].astype(stats[k].dtype)) for k in stats}
-                return state, (kept, stats)
+                return t, (kept, stats)
 
-            state, buffers = jax.lax.fori_loop(0, n, one, (state, buffers))
-            return (state, step_size, inverse_mass_matrix, draw_key), buffers
+            tuning, buffers = jax.lax.fori_loop(0, n, one, (tuning, buffers))
+            return (tuning, tune_key, draw_key), buffers
 
         sharding = layout.sharding
         self._start = jax.jit(start, out_shardings=sharding)
-        self._tune_chunk = layout.over_chains(tune_chunk)
-        self._finish_tuning = layout.over_chains(finish_tuning)
-        self._draw_chunk = layout.over_chains(draw_chunk)
+        self._chunk = layout.over_chains(chunk)
 
     def start(self, init_key: jax.Array, chains_key: jax.Array) -> tuple[Any, np.ndarray]:
         carry, logps = self._start((init_key, chains_key))
         return carry, self.layout.to_host(logps)
 
     def tune(self, carry: Any, tune: int, progress: "_Progress") -> Any:
-        def run(first: int, n: int) -> Any:
+        def run(first: int, n: int) -> None:
             nonlocal carry
-            carry = self._tune_chunk(carry, (first, n, self.schedule))
+            carry, _ = self._chunk(carry, (first, n, self.schedule, tune))
             jax.block_until_ready(carry)
 
         _in_chunks(tune, run, progress, tuning=True)
-        return self._finish_tuning(carry, ())
+        return carry
 
     def draw(
-        self, adapted: Any, draws: int, progress: "_Progress"
+        self, carry: Any, tune: int, draws: int, progress: "_Progress"
     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], bool]:
-        step_size = self.layout.to_host(adapted[1])
+        step_size = self.layout.to_host(carry[0].step_size)
         parts: list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = []
-        carry = adapted
 
         def run(first: int, n: int) -> None:
             nonlocal carry
-            carry, buffers = self._draw_chunk(carry, (first, n))
+            carry, buffers = self._chunk(carry, (tune + first, n, self.schedule, tune))
             kept, stats = jax.tree.map(lambda x: x[:, :n], self.layout.to_host(buffers))
             parts.append((kept, stats))
             progress.update(n, stats["diverging"].sum(axis=1), step_size)
