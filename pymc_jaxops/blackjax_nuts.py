@@ -497,11 +497,13 @@ def _seed_from(random_seed: RandomSeed) -> int:
     ):
         entropy = [int(v) for v in random_seed]
     if entropy is None:
-        hint = "; pass an int instead of a JAX key" if isinstance(random_seed, jax.Array) else ""
+        is_jax = isinstance(random_seed, jax.Array)
+        shown = f"a JAX array of dtype {random_seed.dtype}" if is_jax else repr(random_seed)
+        hint = "; pass an int instead of a JAX key" if is_jax else ""
         raise TypeError(
             "sample_blackjax_nuts: random_seed must be None, a non-negative int, a sequence "
             f"of non-negative ints or a numpy.random.Generator (as for pm.sample), got "
-            f"{random_seed!r}{hint}"
+            f"{shown}{hint}"
         )
     return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 

@@ -4,11 +4,11 @@ import doctest
 
 import pytest
 
-from pymc_jaxops import blackjax_nuts, model, multiprocess, wrap
+from pymc_jaxops import blackjax_nuts, devices, model, multiprocess, wrap
 
 
 @pytest.mark.parametrize(
-    "module", [wrap, model, multiprocess, blackjax_nuts], ids=lambda m: m.__name__
+    "module", [wrap, model, multiprocess, blackjax_nuts, devices], ids=lambda m: m.__name__
 )
 def test_docstring_examples(module):
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS)
