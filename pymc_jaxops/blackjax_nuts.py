@@ -498,7 +498,8 @@ def _seed_from(random_seed: RandomSeed) -> int:
         entropy = [int(v) for v in random_seed]
     if entropy is None:
         is_jax = isinstance(random_seed, jax.Array)
-        shown = f"a JAX array of dtype {random_seed.dtype}" if is_jax else repr(random_seed)
+        shown = f"a JAX array of dtype {getattr(random_seed, 'dtype', '?')}"
+        shown = shown if is_jax else repr(random_seed)
         hint = "; pass an int instead of a JAX key" if is_jax else ""
         raise TypeError(
             "sample_blackjax_nuts: random_seed must be None, a non-negative int, a sequence "
