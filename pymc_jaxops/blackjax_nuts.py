@@ -200,11 +200,11 @@ class _Tuning(NamedTuple):
 
 
 class _Runner:
-    """Compiled per-chain pieces (start, warm-up chunk, draw chunk) laid out over chains.
+    """Two compiled programs laid out over the chains: start, and a chunk of NUTS steps.
 
-    Chunk functions take a dynamic number of steps, so each compiles once and the host loop
-    picks how many steps to run per call. Step ``i`` of a chain uses
-    ``fold_in(chain_key, i)``: the draws do not depend on how the steps are chunked.
+    The chunk program takes a dynamic number of steps, so it compiles once and the host loop
+    picks how many steps to run per call. Warm-up step ``i`` uses ``fold_in(tune_key, i)``
+    and draw ``d`` uses ``fold_in(draw_key, d)``: the draws do not depend on the chunking.
     """
 
     def __init__(
