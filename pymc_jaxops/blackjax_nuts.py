@@ -383,7 +383,9 @@ def _in_chunks(
     # Every process of a jax.distributed run must make the same calls, so chunk sizes
     # cannot follow each process's own clock there.
     adaptive = jax.process_count() == 1
-    done, n = 0, min(total, _CHUNK_MAX, 10 if adaptive else _CHUNK_MAX)
+    # Adaptive: start with one step (the first call also compiles), then aim for the target,
+    # growing at most 4x per call so a cheap chunk cannot be followed by a very long one.
+    done, n = 0, 1 if adaptive else min(total, _CHUNK_MAX)
     try:
         while done < total:
             n = min(n, total - done)
@@ -395,7 +397,8 @@ def _in_chunks(
                 progress.update(n, None, None)
             _log.debug("sample_blackjax_nuts: %s %d/%d", "tune" if tuning else "draw", done, total)
             if adaptive:
-                n = int(np.clip(n * _CHUNK_SECONDS / max(elapsed, 1e-6), 1, _CHUNK_MAX))
+                target = n * _CHUNK_SECONDS / max(elapsed, 1e-6)
+                n = int(np.clip(target, 1, min(4 * n, _CHUNK_MAX)))
     except KeyboardInterrupt:
         if may_stop and done > 0:
             return True
