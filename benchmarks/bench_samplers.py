@@ -5,6 +5,10 @@ included), ESS per second of wall time (minimum bulk ESS over the model's scalar
 parameters), and the speed-up in wall time over PyMC's own NUTS. Then the cost of one
 logp+dlogp call per PyTensor backend (C, NUMBA, JAX-jitted graph).
 
+``numpyro`` and ``blackjax`` run the chains in parallel over JAX's devices (one CPU device
+per core after ``import pymc_jaxops``); ``numpyro-sequential`` and ``blackjax-vectorized``
+keep them on one device, and the parallel/one-device wall-time ratio is printed per model.
+
 Seed figures ("Using JAX for faster sampling"): radon, 2 chains, tune=2000, draws=2000,
 target_accept=0.9: PyMC C NUTS 180 s, JAX NUTS 24 s (7.5x).
 
@@ -31,15 +35,28 @@ sys.path.insert(0, str(ROOT))
 from benchmarks._common import banner  # noqa: E402
 from examples import marginal_hmm, radon  # noqa: E402
 
-SAMPLERS = ["pymc", "numpyro", "nutpie", "nutpie-jax", "blackjax"]
+SAMPLERS = [
+    "pymc",
+    "numpyro",
+    "numpyro-sequential",
+    "nutpie",
+    "nutpie-jax",
+    "blackjax",
+    "blackjax-vectorized",
+]
+# (parallel, one-device) pairs whose wall-time ratio is printed after each model.
+PAIRS = [("numpyro", "numpyro-sequential"), ("blackjax", "blackjax-vectorized")]
 
 
 def _run(model: pm.Model, sampler: str, args):
     kw = dict(draws=args.draws, tune=args.tune, chains=args.chains, random_seed=args.seed)
-    if sampler in ("pymc", "numpyro", "nutpie"):
+    if sampler in ("pymc", "numpyro", "numpyro-sequential", "nutpie"):
+        # numpyro: chains over JAX's CPU devices (one per core after import pymc_jaxops).
+        method = "sequential" if sampler == "numpyro-sequential" else "parallel"
         return pm.sample(
             model=model,
-            nuts_sampler=sampler,
+            nuts_sampler=sampler.split("-")[0],
+            nuts_sampler_kwargs={"chain_method": method} if "numpyro" in sampler else None,
             target_accept=args.target_accept,
             progressbar=False,
             compute_convergence_checks=False,
@@ -59,10 +76,13 @@ def _run(model: pm.Model, sampler: str, args):
             target_accept=args.target_accept,
             progress_bar=False,
         )
-    if sampler == "blackjax":
+    if sampler in ("blackjax", "blackjax-vectorized"):
         from pymc_jaxops import sample_blackjax_nuts
 
-        return sample_blackjax_nuts(model, target_accept=args.target_accept, **kw)
+        method = "vectorized" if sampler == "blackjax-vectorized" else "parallel"
+        return sample_blackjax_nuts(
+            model, target_accept=args.target_accept, chain_method=method, progressbar=False, **kw
+        )
     raise ValueError(f"bench_samplers: unknown sampler {sampler!r}; choose from {SAMPLERS}.")
 
 
@@ -76,22 +96,27 @@ def _min_ess(idata, var_names) -> float:
 def bench_model(name: str, model: pm.Model, var_names, args) -> None:
     print(f"\n## {name}: {args.chains} chains, tune={args.tune}, draws={args.draws}")
     print(
-        f"{'sampler':<12}{'wall s':>9}{'sampling s':>12}{'min ESS':>9}{'ESS/s':>9}{'speed-up':>10}"
+        f"{'sampler':<20}{'wall s':>9}{'sampling s':>12}{'min ESS':>9}{'ESS/s':>9}{'speed-up':>10}"
     )
     base = None
+    walls: dict[str, float] = {}
     for sampler in args.samplers:
         t0 = time.perf_counter()
         try:
             idata = _run(model, sampler, args)
         except ImportError as err:
-            print(f"{sampler:<12} skipped: {err}")
+            print(f"{sampler:<20} skipped: {err}")
             continue
-        wall = time.perf_counter() - t0
+        wall = walls[sampler] = time.perf_counter() - t0
         sampling = idata.posterior.attrs.get("sampling_time", float("nan"))
         ess = _min_ess(idata, var_names)
         base = wall if sampler == "pymc" else base
         speedup = f"{base / wall:9.1f}x" if base else "        -"
-        print(f"{sampler:<12}{wall:9.1f}{sampling:12.1f}{ess:9.0f}{ess / wall:9.1f}{speedup:>10}")
+        print(f"{sampler:<20}{wall:9.1f}{sampling:12.1f}{ess:9.0f}{ess / wall:9.1f}{speedup:>10}")
+    for parallel, single in PAIRS:
+        if parallel in walls and single in walls:
+            ratio = walls[single] / walls[parallel]
+            print(f"{parallel} parallel is {ratio:.2f}x faster in wall time than {single}")
 
 
 def per_call_costs(name: str, model: pm.Model, repeat: int) -> None:
@@ -140,6 +165,9 @@ def main(argv: list[str] | None = None) -> None:
         args.draws = args.tune = 300
 
     banner("NUTS samplers: wall time, ESS/s, speed-up over PyMC NUTS")
+    import jax
+
+    print(f"JAX devices: {len(jax.devices())} x {jax.devices()[0].platform}")
     models = {}
     if "radon" in args.models:
         data = radon.load(args.data) if args.data else radon.simulate()

@@ -63,15 +63,24 @@ def _sigint_not_ignored() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def start(args: list[str], extra_env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:
-    """Start ``python *args`` in a session of its own, with Ctrl-C working in it."""
+def start(
+    args: list[str],
+    extra_env: dict[str, str] | None = None,
+    *,
+    full_env: dict[str, str] | None = None,
+    **kwargs,
+) -> subprocess.Popen:
+    """Start ``python *args`` in a session of its own, with Ctrl-C working in it.
+
+    ``extra_env`` is added to this process's environment; ``full_env`` replaces it.
+    """
     with _sigint_not_ignored():
         return subprocess.Popen(
             [sys.executable, *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env={**env(), **(extra_env or {})},
+            env=full_env if full_env is not None else {**env(), **(extra_env or {})},
             cwd=str(ROOT),
             start_new_session=True,
             **kwargs,
@@ -113,3 +122,44 @@ def run(
     finally:
         kill_session(proc)  # whatever is left must not outlive the test
     return Result(proc.returncode, out, err, orphans)
+
+
+# --- scripts that configure JAX devices: a clean device setting, plain (code, out, err) ---
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    """This environment without any JAX device-count setting, plus ``extra``."""
+    clean = {
+        k: v
+        for k, v in env().items()
+        if k not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES", "PYMC_JAXOPS_CPU_DEVICES")
+    }
+    return {**clean, **extra}
+
+
+def start_script(script: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    return start([str(script), *args], full_env=env or child_env(), stdin=subprocess.DEVNULL)
+
+
+def finish(proc: subprocess.Popen, timeout: float) -> tuple[int, str, str]:
+    """Wait for ``proc``; on timeout kill its process group and fail with its output."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_session(proc)
+        out, err = proc.communicate()
+        raise AssertionError(
+            f"child timed out after {timeout} s\nstdout:\n{out[-3000:]}\nstderr:\n{err[-3000:]}"
+        ) from None
+    return proc.returncode, out, err
+
+
+def run_script(
+    script: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 300
+) -> tuple[int, str, str]:
+    """Run ``script`` to the end in its own session; return ``(returncode, stdout, stderr)``."""
+    proc = start_script(script, *args, env=env)
+    try:
+        return finish(proc, timeout)
+    finally:
+        kill_session(proc)

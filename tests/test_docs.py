@@ -4,12 +4,21 @@ import doctest
 
 import pytest
 
-from pymc_jaxops import absorb, blackjax_nuts, model, multiprocess, plans, residuals, wrap
+from pymc_jaxops import (
+    absorb,
+    blackjax_nuts,
+    devices,
+    model,
+    multiprocess,
+    plans,
+    residuals,
+    wrap,
+)
 
 
 @pytest.mark.parametrize(
     "module",
-    [wrap, model, multiprocess, blackjax_nuts, residuals, plans, absorb],
+    [wrap, model, multiprocess, blackjax_nuts, residuals, plans, absorb, devices],
     ids=lambda m: m.__name__,
 )
 def test_docstring_examples(module):
