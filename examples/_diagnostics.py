@@ -28,10 +28,10 @@ def explain(idata, var_names: list[str], sampler: str) -> str:
     # With one chain ArviZ compares its two halves (split r-hat).
     who = "the chains" if n_chains > 1 else "the two halves of the chain"
     if np.isfinite(rhat) and rhat <= 1.01:
-        agree = f"r-hat {rhat:.2f} ≤ 1.01 for every parameter: {who} agree."
+        agree = f"r-hat {rhat:.3f} ≤ 1.01 for every parameter: {who} agree."
     else:
         agree = (
-            f"r-hat {rhat:.2f} > 1.01: {who} disagree; run longer before trusting these numbers."
+            f"r-hat {rhat:.3f} > 1.01: {who} disagree; run longer before trusting these numbers."
         )
     ess_line = (
         f"effective sample size ≥ {ess:.0f} for every parameter: means are known to about "
