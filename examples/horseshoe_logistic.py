@@ -58,8 +58,10 @@ from pymc_jaxops import model_to_jax, sample_blackjax_nuts
 
 try:
     from examples._diagnostics import explain
+    from examples._quiet import quiet_known_noise
 except ImportError:  # run as a script: examples/ itself is on sys.path
     from _diagnostics import explain
+    from _quiet import quiet_known_noise
 
 
 def simulate(seed: int, n_obs: int = 150, n_features: int = 10) -> tuple[np.ndarray, ...]:
@@ -90,6 +92,7 @@ def _share_bins(shares: np.ndarray, n: int) -> np.ndarray:
 
 
 def main(args: argparse.Namespace) -> None:
+    quiet_known_noise()
     args.out.mkdir(parents=True, exist_ok=True)
 
     x, y, beta_true = simulate(args.seed)

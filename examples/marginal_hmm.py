@@ -40,8 +40,10 @@ from pymc_jaxops import as_pytensor_op
 
 try:
     from examples._diagnostics import explain
+    from examples._quiet import quiet_known_noise
 except ImportError:  # run as a script: examples/ itself is on sys.path
     from _diagnostics import explain
+    from _quiet import quiet_known_noise
 
 RANDOM_SEED = 104109109
 N_STATES = 3
@@ -135,6 +137,7 @@ def build_custom_dist_model(emissions: np.ndarray) -> pm.Model:
 
 
 def main(args: argparse.Namespace) -> None:
+    quiet_known_noise()
     import arviz as az
     import matplotlib
 
@@ -171,7 +174,7 @@ def main(args: argparse.Namespace) -> None:
         idata_pymc, var_names=var_names, ref_val=list(truth.values()), round_to=4
     )
     fig = axes[0].figure
-    fig.suptitle("PyMC NUTS posterior with the simulated truth (orange)")
+    fig.suptitle("PyMC NUTS posterior with the simulated truth (orange)", fontsize=16)
     fig.tight_layout()
     fig.savefig(args.out / "hmm_posterior.png", dpi=80)
     plt.close("all")

@@ -52,8 +52,10 @@ from pymc_jaxops.bridge import numba_to_jax
 
 try:
     from examples._diagnostics import explain
+    from examples._quiet import quiet_known_noise
 except ImportError:  # run as a script: examples/ itself is on sys.path
     from _diagnostics import explain
+    from _quiet import quiet_known_noise
 
 LOC = np.array([-2.0, 0.0, 3.2, 2.5])
 SCALE = np.array([1.2, 1.0, 5.0, 2.8])
@@ -142,6 +144,7 @@ def true_cdf(x: np.ndarray) -> np.ndarray:
 
 
 def main(args: argparse.Namespace) -> None:
+    quiet_known_noise()
     key_bj, key_np = jax.random.split(jax.random.key(args.seed))
     results = {}
     for name, sampler, key in [

@@ -49,8 +49,10 @@ from pymc_jaxops import as_pytensor_op
 
 try:
     from examples._diagnostics import explain
+    from examples._quiet import quiet_known_noise
 except ImportError:  # run as a script: examples/ itself is on sys.path
     from _diagnostics import explain
+    from _quiet import quiet_known_noise
 
 RANDOM_SEED = 8924
 N_COUNTIES = 85
@@ -190,6 +192,7 @@ def plot_county_intercepts(idata, data: RadonData, sampler: str):
 
 
 def main(args: argparse.Namespace) -> None:
+    quiet_known_noise()
     import arviz as az
     import matplotlib
 

@@ -39,9 +39,9 @@ import json, linecache, sys
 if __name__ == "__main__":
     namespace = {"__name__": "__main__"}
     for block in json.loads(open(sys.argv[1]).read()):
-        name = f"{block['path']}:{block['line']}"
-        linecache.cache[name] = (len(block["source"]), None, block["source"].splitlines(True), name)
-        exec(compile(block["source"], name, "exec"), namespace)
+        name, source = f"{block['path']}:{block['line']}", block["source"]
+        linecache.cache[name] = (len(source), None, source.splitlines(True), name)
+        exec(compile(source, name, "exec"), namespace)
         print(f"@@ran {block['line']}", flush=True)
 """
 
