@@ -5,17 +5,18 @@ from __future__ import annotations
 import numpy as np
 
 
-def explain(idata, var_names: list[str], sampler: str) -> str:
+def explain(idata, sampler: str) -> str:
     """Divergences, r-hat and effective sample size of ``idata``, each with what it means.
 
-    ``idata`` is ArviZ ``InferenceData`` whose ``sample_stats`` has ``diverging``.
+    ``idata`` is ArviZ ``InferenceData`` whose ``sample_stats`` has ``diverging``; r-hat and
+    effective sample size are the worst over every posterior variable.
     """
     import arviz as az
 
     diverging = idata.sample_stats["diverging"]
     n_div, n_draws = int(diverging.sum()), int(diverging.size)
-    rhat = float(az.rhat(idata, var_names=var_names).to_array().max())
-    ess = float(az.ess(idata, var_names=var_names).to_array().min())
+    rhat = float(az.rhat(idata).to_array().max())
+    ess = float(az.ess(idata).to_array().min())
     n_chains = idata.posterior.sizes["chain"]
     if n_div == 0:
         div = f"0 divergences in {n_draws} draws: no sign that NUTS missed part of the posterior."

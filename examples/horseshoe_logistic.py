@@ -128,7 +128,7 @@ def main(args: argparse.Namespace) -> None:
         random_seed=args.seed,
     )
     print(az.summary(idata, var_names=["tau", "beta"]).round(2).to_string())
-    print(explain(idata, ["tau", "lambda", "beta"], "BlackJAX NUTS"))
+    print(explain(idata, "BlackJAX NUTS"))
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     az.plot_forest(idata, var_names=["beta"], combined=True, hdi_prob=0.9, ax=ax)

@@ -155,8 +155,8 @@ def main(args: argparse.Namespace) -> None:
     truth = {"emission_signal": TRUE_SIGNAL, "emission_noise": TRUE_NOISE}
     for label, idata in [("PyMC NUTS", idata_pymc), ("NumPyro NUTS", idata_numpyro)]:
         print(f"\n{label} (truth: signal {TRUE_SIGNAL}, noise {TRUE_NOISE})")
-        print(az.summary(idata, var_names=var_names))
-        print(explain(idata, var_names, label))
+        print(az.summary(idata, var_names=var_names).to_string())
+        print(explain(idata, label))
         axes = az.plot_trace(
             idata,
             var_names=var_names,
@@ -183,7 +183,7 @@ def main(args: argparse.Namespace) -> None:
         idata_loo = pm.sample(**kw, idata_kwargs={"log_likelihood": True})
     print("\nCustomDist variant, LOO over the 70 sequences:")
     print(az.loo(idata_loo))
-    print(explain(idata_loo, var_names, "PyMC NUTS (CustomDist)"))
+    print(explain(idata_loo, "PyMC NUTS (CustomDist)"))
     print(f"\nPlots saved to {args.out}")
 
 

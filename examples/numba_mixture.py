@@ -156,7 +156,7 @@ def main(args: argparse.Namespace) -> None:
         seconds = time.perf_counter() - start
         print(f"{name}: {args.chains} x {args.draws} draws in {seconds:.1f} s (with compile)")
         idata = az.from_dict(posterior={"x": draws}, sample_stats={"diverging": diverging})
-        print(explain(idata, ["x"], name))
+        print(explain(idata, name))
         results[name] = draws.ravel()
 
     true_mean = float(WEIGHTS @ LOC)

@@ -213,8 +213,8 @@ def main(args: argparse.Namespace) -> None:
             progressbar=False,
         )
     var_names = ["mu_alpha", "sigma_alpha", "mu_beta", "sigma_beta", "eps"]
-    print(az.summary(idata, var_names=var_names))
-    print(explain(idata, [*var_names, "alpha", "beta"], sampler))
+    print(az.summary(idata, var_names=var_names).to_string())
+    print(explain(idata, sampler))
     truth = None if args.data else TRUE
     if truth:
         print("truth:", truth)
