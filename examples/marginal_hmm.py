@@ -182,7 +182,19 @@ def main(args: argparse.Namespace) -> None:
     with build_custom_dist_model(emissions):
         idata_loo = pm.sample(**kw, idata_kwargs={"log_likelihood": True})
     print("\nCustomDist variant, LOO over the 70 sequences:")
-    print(az.loo(idata_loo))
+    loo = az.loo(idata_loo, pointwise=True)
+    print(loo)
+    good_k = float(getattr(loo, "good_k", 0.7))  # ArviZ's threshold for this many draws
+    n_bad = int((loo.pareto_k > good_k).sum())
+    print(
+        f"Pareto k > {good_k:.2f} for {n_bad} of {loo.pareto_k.size} sequences: "
+        + (
+            "the LOO estimate can be trusted."
+            if n_bad == 0
+            else "LOO's shortcut is unreliable for those sequences; refit without them "
+            "(az.reloo) before comparing models on elpd_loo."
+        )
+    )
     print(explain(idata_loo, "PyMC NUTS (CustomDist)"))
     print(f"\nPlots saved to {args.out}")
 
