@@ -15,7 +15,8 @@ def explain(idata, sampler: str) -> str:
 
     diverging = idata.sample_stats["diverging"]
     n_div, n_draws = int(diverging.sum()), int(diverging.size)
-    rhat = float(az.rhat(idata).to_array().max())
+    # Rounded as ArviZ's summary prints it, so the sentence and the table agree.
+    rhat = round(float(az.rhat(idata).to_array().max()), 2)
     ess = float(az.ess(idata).to_array().min())
     n_chains = idata.posterior.sizes["chain"]
     if n_div == 0:
@@ -29,10 +30,10 @@ def explain(idata, sampler: str) -> str:
     # With one chain ArviZ compares its two halves (split r-hat).
     who = "the chains" if n_chains > 1 else "the two halves of the chain"
     if np.isfinite(rhat) and rhat <= 1.01:
-        agree = f"r-hat {rhat:.3f} ≤ 1.01 for every parameter: {who} agree."
+        agree = f"r-hat {rhat:.2f} ≤ 1.01 for every parameter: {who} agree."
     else:
         agree = (
-            f"r-hat {rhat:.3f} > 1.01: {who} disagree; run longer before trusting these numbers."
+            f"r-hat {rhat:.2f} > 1.01: {who} disagree; run longer before trusting these numbers."
         )
     ess_line = (
         f"effective sample size ≥ {ess:.0f} for every parameter: means are known to about "
