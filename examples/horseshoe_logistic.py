@@ -157,7 +157,7 @@ def main(args: argparse.Namespace) -> None:
     axes[0].plot(p_hat[order], color="C0", label="posterior predictive P(Y=1)")
     axes[0].scatter(np.arange(len(y)), y[order], s=8, color="k", label="observed Y")
     axes[0].set(xlabel="observation (sorted)", ylabel="Y")
-    axes[0].legend(loc="center right")
+    axes[0].legend(loc="upper left", bbox_to_anchor=(0.0, 0.9))  # below the Y = 1 row
     axes[1].hist(accuracy, bins=_share_bins(accuracy, len(y)), color="C2")
     axes[1].set(xlabel="share of replicated Y equal to observed Y", ylabel="posterior draws")
     fig.suptitle("Horseshoe posterior predictive (from the BlackJAX NUTS draws)")
