@@ -31,18 +31,29 @@ FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 _FENCE = re.compile(r"^(`{3,})\s*python\s*$")
 _NOT_RUN = re.compile(r"^<!--\s*not-run:.*-->\s*$")
 
-# Runs the blocks in one namespace. Compiled under "FILE:LINE" and put in linecache, so a
-# traceback shows the markdown file, the block's line and the failing source line.
+# Runs the blocks in one namespace. Each block is compiled under the markdown file's name,
+# shifted down to its place in the file and put in linecache, so a traceback reads
+# `File "README.md", line 57` and shows the failing source line.
 _RUNNER = """\
-import json, linecache, sys
+import json, linecache, sys, traceback
 
 if __name__ == "__main__":
+    blocks = json.loads(open(sys.argv[1]).read())
+    path = blocks[0]["path"]
+    text = [""] * max(b["line"] + b["source"].count("\\n") for b in blocks)
+    for b in blocks:
+        for k, line in enumerate(b["source"].splitlines(True)):
+            text[b["line"] - 1 + k] = line
+    text = [line or "\\n" for line in text]
+    linecache.cache[path] = (sum(map(len, text)), None, text, path)
     namespace = {"__name__": "__main__"}
-    for block in json.loads(open(sys.argv[1]).read()):
-        name, source = f"{block['path']}:{block['line']}", block["source"]
-        linecache.cache[name] = (len(source), None, source.splitlines(True), name)
-        exec(compile(source, name, "exec"), namespace)
-        print(f"@@ran {block['line']}", flush=True)
+    for b in blocks:
+        try:
+            exec(compile("\\n" * (b["line"] - 1) + b["source"], path, "exec"), namespace)
+        except BaseException:
+            traceback.print_exc()
+            sys.exit(1)
+        print(f"@@ran {b['line']}", flush=True)
 """
 
 
