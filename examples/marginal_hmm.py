@@ -191,7 +191,7 @@ def main(args: argparse.Namespace) -> None:
         + (
             "the LOO estimate can be trusted."
             if n_bad == 0
-            else "LOO's shortcut is unreliable for those sequences; refit without them "
+            else "LOO's shortcut is unreliable there; refit without those sequences "
             "(az.reloo) before comparing models on elpd_loo."
         )
     )
