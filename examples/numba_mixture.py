@@ -15,21 +15,47 @@ import argparse
 import time
 from pathlib import Path
 
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    out = Path(__file__).parent / "out"
+    parser.add_argument("--out", type=Path, default=out, help="folder for the PNG plot")
+    parser.add_argument("--draws", type=int, default=2000, help="draws kept per sampler")
+    parser.add_argument("--warmup", type=int, default=500, help="warm-up steps per sampler")
+    parser.add_argument("--chains", type=int, default=2, help="chains per sampler")
+    parser.add_argument("--seed", type=int, default=0, help="seeds both samplers")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    ARGS = parse_args()  # before the heavy imports below: --help answers at once
+
 import jax
 
 jax.config.update("jax_enable_x64", True)
 
-import blackjax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import matplotlib  # noqa: E402
+import arviz as az
+import blackjax
+import jax.numpy as jnp
+import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numba  # noqa: E402
-import numpy as np  # noqa: E402
-from numpyro.infer import MCMC, NUTS  # noqa: E402
+import matplotlib.pyplot as plt
+import numba
+import numpy as np
+from numpyro.infer import MCMC, NUTS
 
-from pymc_jaxops.bridge import numba_to_jax  # noqa: E402
+from pymc_jaxops.bridge import numba_to_jax
+
+try:
+    from examples._diagnostics import explain
+    from examples._quiet import quiet_known_noise
+except ImportError:  # run as a script: examples/ itself is on sys.path
+    from _diagnostics import explain
+    from _quiet import quiet_known_noise
 
 LOC = np.array([-2.0, 0.0, 3.2, 2.5])
 SCALE = np.array([1.2, 1.0, 5.0, 2.8])
@@ -64,7 +90,7 @@ logdensity = numba_to_jax(
 )
 
 
-def sample_blackjax(key: jax.Array, draws: int, warmup: int) -> np.ndarray:
+def _blackjax_chain(key: jax.Array, draws: int, warmup: int) -> tuple[jax.Array, jax.Array]:
     warm_key, sample_key = jax.random.split(key)
     adapt = blackjax.window_adaptation(blackjax.nuts, logdensity)
     (state, params), _ = adapt.run(warm_key, jnp.array(0.0), num_steps=warmup)
@@ -73,23 +99,37 @@ def sample_blackjax(key: jax.Array, draws: int, warmup: int) -> np.ndarray:
     @jax.jit
     def run(state, key):
         def step(state, key):
-            state, _ = kernel(key, state)
-            return state, state.position
+            state, info = kernel(key, state)
+            return state, (state.position, info.is_divergent)
 
         return jax.lax.scan(step, state, jax.random.split(key, draws))[1]
 
-    return np.asarray(run(state, sample_key))
+    return run(state, sample_key)
 
 
-def sample_numpyro(key: jax.Array, draws: int, warmup: int) -> np.ndarray:
+def sample_blackjax(
+    key: jax.Array, draws: int, warmup: int, chains: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draws and divergence flags, each of shape ``(chains, draws)``."""
+    runs = [_blackjax_chain(k, draws, warmup) for k in jax.random.split(key, chains)]
+    return np.stack([r[0] for r in runs]), np.stack([r[1] for r in runs])
+
+
+def sample_numpyro(
+    key: jax.Array, draws: int, warmup: int, chains: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draws and divergence flags, each of shape ``(chains, draws)``."""
     mcmc = MCMC(
         NUTS(potential_fn=lambda x: -logdensity(x)),
         num_warmup=warmup,
         num_samples=draws,
+        num_chains=chains,
+        chain_method="vectorized",  # one compilation; the chains share one CPU device
         progress_bar=False,
     )
-    mcmc.run(key, init_params=jnp.array(0.0))
-    return np.asarray(mcmc.get_samples())
+    mcmc.run(key, init_params=jnp.zeros(chains), extra_fields=("diverging",))
+    diverging = mcmc.get_extra_fields(group_by_chain=True)["diverging"]
+    return np.asarray(mcmc.get_samples(group_by_chain=True)), np.asarray(diverging)
 
 
 def true_density(x: np.ndarray) -> np.ndarray:
@@ -103,14 +143,8 @@ def true_cdf(x: np.ndarray) -> np.ndarray:
     return np.sum(WEIGHTS * norm.cdf((x[:, None] - LOC) / SCALE), axis=1)
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", type=Path, default=Path(__file__).parent, help="plot directory")
-    p.add_argument("--draws", type=int, default=2000)
-    p.add_argument("--warmup", type=int, default=500)
-    p.add_argument("--seed", type=int, default=0)
-    args = p.parse_args()
-
+def main(args: argparse.Namespace) -> None:
+    quiet_known_noise()
     key_bj, key_np = jax.random.split(jax.random.key(args.seed))
     results = {}
     for name, sampler, key in [
@@ -118,8 +152,12 @@ def main() -> None:
         ("NumPyro NUTS", sample_numpyro, key_np),
     ]:
         start = time.perf_counter()
-        results[name] = sampler(key, args.draws, args.warmup)
-        print(f"{name}: {args.draws} draws in {time.perf_counter() - start:.1f} s (with compile)")
+        draws, diverging = sampler(key, args.draws, args.warmup, args.chains)
+        seconds = time.perf_counter() - start
+        print(f"{name}: {args.chains} x {args.draws} draws in {seconds:.1f} s (with compile)")
+        idata = az.from_dict(posterior={"x": draws}, sample_stats={"diverging": diverging})
+        print(explain(idata, name))
+        results[name] = draws.ravel()
 
     true_mean = float(WEIGHTS @ LOC)
     true_sd = float(np.sqrt(WEIGHTS @ (SCALE**2 + LOC**2) - true_mean**2))
@@ -135,7 +173,11 @@ def main() -> None:
     for name, draws in results.items():
         ax.hist(draws, bins=60, range=(-10, 14), density=True, histtype="step", label=name)
     ax.plot(grid, true_density(grid), "k", lw=2, label="true mixture")
-    ax.set(xlabel="x", ylabel="density", title="Numba logdensity via XLA FFI: NUTS draws")
+    ax.set(
+        xlabel="x",
+        ylabel="density",
+        title="Numba logdensity via XLA FFI: BlackJAX and NumPyro NUTS against the truth",
+    )
     ax.legend()
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "numba_mixture.png"
@@ -144,4 +186,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(ARGS)

@@ -1,28 +1,61 @@
-"""Put any JAX function inside a PyMC model, and run any model on any sampler."""
+"""Put any JAX function inside a PyMC model, and run any model on any sampler.
+
+The registrations that make wrapped functions work everywhere happen on import. The
+PyMC-model-to-JAX tools (``model_to_jax``, ``JaxModel``, ``sample_blackjax_nuts``) are
+imported on first use: they pull in PyMC's model machinery, ArviZ and BlackJAX, which a
+user who only wraps functions does not need.
+"""
 
 # ruff: noqa: E402  (the device count must be set before any import below could start JAX)
+from __future__ import annotations
+
 from pymc_jaxops import devices as _devices
 
 # First, before anything can start JAX: one CPU device per core (PYMC_JAXOPS_CPU_DEVICES=off).
 _devices._configure_at_import()
 
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
+from pymc_jaxops import _jax_rv_samplers  # noqa: F401  (JAX samplers PyTensor lacks)
 from pymc_jaxops import absorb as _absorb  # noqa: F401  (opt-in whole-graph XLA rewrite)
 from pymc_jaxops import dispatch as _dispatch  # noqa: F401  (registers jax_funcify)
 from pymc_jaxops import multiprocess as _multiprocess  # noqa: F401  (no fork of live JAX)
 from pymc_jaxops import rewrites as _rewrites  # noqa: F401  (registers graph rewrites)
 from pymc_jaxops import vectorize as _vectorize  # noqa: F401  (JaxOp -> jax.vmap)
-from pymc_jaxops.blackjax_nuts import sample_blackjax_nuts
-from pymc_jaxops.bridge import numba_to_jax, register_jax_fallback, unregister_jax_fallback
+from pymc_jaxops.bridge import (
+    KernelTypeError,
+    numba_to_jax,
+    register_jax_fallback,
+    unregister_jax_fallback,
+)
 from pymc_jaxops.devices import set_cpu_devices
-from pymc_jaxops.model import JaxModel, model_to_jax
 from pymc_jaxops.wrap import as_pytensor_op, clear_caches
+
+if TYPE_CHECKING:
+    from pymc_jaxops.blackjax_nuts import sample_blackjax_nuts
+    from pymc_jaxops.model import JaxModel, model_to_jax
 
 # On by default so black-box Ops sample with NumPyro out of the box; scoped to Ops with no
 # JAX implementation of their own; unregister_jax_fallback() switches it off.
 register_jax_fallback()
 
+try:
+    __version__: str = version("pymc_jaxops")
+except PackageNotFoundError:  # a source tree on sys.path, never installed
+    __version__ = "0+unknown"
+
+# Public name -> module that defines it, imported on first attribute access.
+_LAZY = {
+    "JaxModel": "pymc_jaxops.model",
+    "model_to_jax": "pymc_jaxops.model",
+    "sample_blackjax_nuts": "pymc_jaxops.blackjax_nuts",
+}
+
 __all__ = [
     "JaxModel",
+    "KernelTypeError",
     "as_pytensor_op",
     "clear_caches",
     "model_to_jax",
@@ -32,3 +65,15 @@ __all__ = [
     "set_cpu_devices",
     "unregister_jax_fallback",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+    raise AttributeError(f"module 'pymc_jaxops' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

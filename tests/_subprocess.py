@@ -74,6 +74,7 @@ def start(
 
     ``extra_env`` is added to this process's environment; ``full_env`` replaces it.
     """
+    kwargs.setdefault("cwd", str(ROOT))
     with _sigint_not_ignored():
         return subprocess.Popen(
             [sys.executable, *args],
@@ -81,7 +82,6 @@ def start(
             stderr=subprocess.PIPE,
             text=True,
             env=full_env if full_env is not None else {**env(), **(extra_env or {})},
-            cwd=str(ROOT),
             start_new_session=True,
             **kwargs,
         )
@@ -163,3 +163,22 @@ def run_script(
         return finish(proc, timeout)
     finally:
         kill_session(proc)
+
+
+def run_python(
+    args: list[str], *, timeout: float, cwd: Path | None = None, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    """``python *args`` with this checkout first on ``PYTHONPATH``; fails the test on timeout."""
+    proc = start(args, env, cwd=str(cwd or ROOT), stdin=subprocess.DEVNULL)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_session(proc)
+        out, err = proc.communicate()
+        raise AssertionError(
+            f"`python {' '.join(args)}` did not finish in {timeout} s and was killed.\n"
+            f"stdout tail:\n{out[-2000:]}\nstderr tail:\n{err[-2000:]}"
+        ) from None
+    finally:
+        kill_session(proc)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
