@@ -65,12 +65,3 @@ def test_absorbed_function_pickles(rng):
     want = fn(X)
     for got, w in zip(pickle.loads(pickle.dumps(fn))(X), want, strict=True):
         np.testing.assert_allclose(got, w, rtol=1e-14)
-
-
-def test_multiprocess_sees_that_an_absorbed_graph_runs_jax(rng):
-    # pm.sample(cores>1) must not fork a live JAX runtime for an absorbed model either.
-    from pymc_jaxops.multiprocess import _jax_op_types, _op_runs_jax
-
-    fn = _logp_dlogp(_model(_data(rng)), ABSORB)._pytensor_function
-    (node,) = fn.maker.fgraph.apply_nodes
-    assert _op_runs_jax(node.op, _jax_op_types())
