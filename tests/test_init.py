@@ -11,9 +11,9 @@ from tests._subprocess import run_python
 OPTIONAL = ("arviz", "blackjax", "matplotlib", "numpyro")
 
 _PENDING = {
-    "arviz": "pymc_jaxops/multiprocess.py imports pymc.sampling.parallel at import time, and "
-    "`import pymc` imports arviz (pymc/util.py)",
-    "matplotlib": "pymc_jaxops/multiprocess.py imports pymc, whose arviz import pulls in "
+    "arviz": "pymc_jaxops/_jax_rv_samplers.py imports PyMC's distributions at import time "
+    "(to register its JAX samplers), and `import pymc` imports arviz (pymc/util.py)",
+    "matplotlib": "pymc_jaxops/_jax_rv_samplers.py imports pymc, whose arviz import pulls in "
     "matplotlib",
     "numpyro": "pymc_jaxops/dispatch.py imports pytensor.link.jax.dispatch, whose random.py "
     "tries `import numpyro`",
