@@ -171,14 +171,7 @@ def run_python(
     """``python *args`` with this checkout first on ``PYTHONPATH``; fails the test on timeout."""
     proc = start(args, env, cwd=str(cwd or ROOT), stdin=subprocess.DEVNULL)
     try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        kill_session(proc)
-        out, err = proc.communicate()
-        raise AssertionError(
-            f"`python {' '.join(args)}` did not finish in {timeout} s and was killed.\n"
-            f"stdout tail:\n{out[-2000:]}\nstderr tail:\n{err[-2000:]}"
-        ) from None
+        code, out, err = finish(proc, timeout)
     finally:
         kill_session(proc)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    return subprocess.CompletedProcess(proc.args, code, out, err)

@@ -5,10 +5,6 @@ Each Op is built once per input dtype (module-scoped), on three-element arrays.
 """
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -22,8 +18,7 @@ from pytensor.gradient import NullTypeGradError
 from pytensor.graph.replace import vectorize_graph
 
 from pymc_jaxops import as_pytensor_op
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests._subprocess import run_python
 
 FLOATS = ["float16", "float32", "float64"]
 INTS = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "bool"]
@@ -186,24 +181,9 @@ def test_vectorized_op_keeps_dtypes(din):
 
 def _run_script(script: Path, env: dict[str, str], timeout: float) -> dict:
     """Run ``script`` as a user would (a file, a fresh interpreter), killing it on timeout."""
-    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
-    env = {**os.environ, **env, "PYTHONPATH": path}
-    proc = subprocess.Popen(
-        [sys.executable, str(script)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        start_new_session=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        pytest.fail(f"script ran past {timeout} s")
-    assert proc.returncode == 0, err[-3000:]
-    return json.loads(out.strip().splitlines()[-1])
+    proc = run_python([str(script)], timeout=timeout, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 FLOAT32_MODEL = textwrap.dedent(

@@ -1,11 +1,7 @@
 """numba_to_jax: values, gradients and transformations through the XLA FFI bridge."""
 
 import json
-import os
 import pickle
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import cloudpickle
@@ -17,6 +13,7 @@ import pytest
 
 from pymc_jaxops.bridge import KernelTypeError, numba_to_jax
 from pymc_jaxops.precision import X64Error
+from tests._subprocess import run_python
 
 from .kernels import (
     affine_and_norm,
@@ -419,21 +416,9 @@ def test_pickle_round_trip_rebuilds_a_working_function():
 
 def _run_script(path: Path, timeout: float) -> str:
     """Run a script as a user would; a hang kills its whole process group and fails."""
-    proc = subprocess.Popen(
-        [sys.executable, str(path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        pytest.fail(f"{path.name} did not finish in {timeout} s")
-    assert proc.returncode == 0, err[-3000:]
-    return out
+    proc = run_python([str(path)], timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
 
 
 @pytest.mark.slow
