@@ -236,7 +236,6 @@ class JaxForwardOp(JaxOp):
         outs = jax.eval_shape(self.base.fn, *(jax.ShapeDtypeStruct(*s) for s in specs))
         # Cotangents of the right shapes; the cost of the pullback does not depend on them.
         cts = [jnp.ones(o.shape, o.dtype) for o, m in zip(outs, self.ct_mask, strict=True) if m]
-        self.value_and_grad_op().jitted  # noqa: B018  (the x64 check)
         grads = _grad_only(self.value_and_grad_op())
         bwd = backward.jitted_from_specs
 
@@ -313,7 +312,6 @@ class JaxBackwardOp(JaxOp):
         try:
             return self.__dict__["_jit_specs"]
         except KeyError:
-            self.jitted  # noqa: B018  (the x64 check)
             fn = run_in(
                 self.x64_mode, jax.jit(cast(_Backward, self.fn).from_specs, static_argnums=0)
             )

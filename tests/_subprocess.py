@@ -100,6 +100,29 @@ class Result:
     orphans: list[int]  # processes of the script's session still alive after it ended
 
 
+def finish(
+    proc: subprocess.Popen, timeout: float, stdin: str | None = None
+) -> tuple[int, str, str]:
+    """Wait for ``proc``; on timeout kill its process group and fail with its output."""
+    try:
+        out, err = proc.communicate(stdin, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_session(proc)
+        out, err = proc.communicate(timeout=60)
+        raise AssertionError(
+            f"`{' '.join(map(str, proc.args))}` ran past {timeout} s and was killed\n"
+            f"stdout:\n{out[-3000:]}\nstderr:\n{err[-4000:]}"
+        ) from None
+    return proc.returncode, out, err
+
+
+def _to_end(proc: subprocess.Popen, timeout: float) -> tuple[int, str, str]:
+    try:
+        return finish(proc, timeout)
+    finally:
+        kill_session(proc)  # whatever is left must not outlive the test
+
+
 def run(
     args: list[str],
     timeout: float,
@@ -111,17 +134,11 @@ def run(
     stdin_mode = subprocess.PIPE if stdin is not None else subprocess.DEVNULL
     proc = start(args, extra_env, stdin=stdin_mode)
     try:
-        out, err = proc.communicate(stdin, timeout=timeout)
+        code, out, err = finish(proc, timeout, stdin)
         orphans = wait_for_no_processes(proc.pid, grace_s)
-    except subprocess.TimeoutExpired:
-        kill_session(proc)
-        out, err = proc.communicate()
-        raise AssertionError(
-            f"python {' '.join(args)} ran past {timeout} s (killed)\n{out[-2000:]}\n{err[-4000:]}"
-        ) from None
     finally:
-        kill_session(proc)  # whatever is left must not outlive the test
-    return Result(proc.returncode, out, err, orphans)
+        kill_session(proc)
+    return Result(code, out, err, orphans)
 
 
 # --- scripts that configure JAX devices: a clean device setting, plain (code, out, err) ---
@@ -141,28 +158,11 @@ def start_script(script: Path, *args: str, env: dict[str, str] | None = None) ->
     return start([str(script), *args], full_env=env or child_env(), stdin=subprocess.DEVNULL)
 
 
-def finish(proc: subprocess.Popen, timeout: float) -> tuple[int, str, str]:
-    """Wait for ``proc``; on timeout kill its process group and fail with its output."""
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        kill_session(proc)
-        out, err = proc.communicate()
-        raise AssertionError(
-            f"child timed out after {timeout} s\nstdout:\n{out[-3000:]}\nstderr:\n{err[-3000:]}"
-        ) from None
-    return proc.returncode, out, err
-
-
 def run_script(
     script: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 300
 ) -> tuple[int, str, str]:
     """Run ``script`` to the end in its own session; return ``(returncode, stdout, stderr)``."""
-    proc = start_script(script, *args, env=env)
-    try:
-        return finish(proc, timeout)
-    finally:
-        kill_session(proc)
+    return _to_end(start_script(script, *args, env=env), timeout)
 
 
 def run_python(
@@ -170,8 +170,5 @@ def run_python(
 ) -> subprocess.CompletedProcess:
     """``python *args`` with this checkout first on ``PYTHONPATH``; fails the test on timeout."""
     proc = start(args, env, cwd=str(cwd or ROOT), stdin=subprocess.DEVNULL)
-    try:
-        code, out, err = finish(proc, timeout)
-    finally:
-        kill_session(proc)
+    code, out, err = _to_end(proc, timeout)
     return subprocess.CompletedProcess(proc.args, code, out, err)

@@ -246,7 +246,7 @@ def test_compiled_split_function_pickles_into_fresh_process(rng):
         out, err = proc.communicate(pickle.dumps(compiled), timeout=240)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
+        proc.communicate(timeout=60)
         pytest.fail("the fresh process hung")
     assert proc.returncode == 0, err.decode()[-3000:]
     got = [float(v) for v in out.decode().split()]

@@ -46,8 +46,9 @@ def test_offsets_match_the_c_header(tmp_path: Path) -> None:
         f"int main(void) {{\n{body}\n  return 0;\n}}\n"
     )
     exe = tmp_path / "layout"
-    subprocess.run(["cc", "-I", jax.ffi.include_dir(), str(src), "-o", str(exe)], check=True)
-    out = subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout
+    compile_cmd = ["cc", "-I", jax.ffi.include_dir(), str(src), "-o", str(exe)]
+    subprocess.run(compile_cmd, check=True, timeout=120)
+    out = subprocess.run([str(exe)], check=True, capture_output=True, text=True, timeout=60).stdout
     measured = {k: int(v) for k, v in (line.split() for line in out.splitlines())}
     assert measured == {k: getattr(abi, k) for k in CHECKS}
 
