@@ -41,3 +41,28 @@ def per_call_us(fns: dict[str, Callable[[], object]], calls: int, rounds: int) -
                 f()
             best[name] = min(best[name], (time.perf_counter() - t0) / calls * 1e6)
     return best
+
+
+def pymc_logp_dlogp(model, mode=None) -> Callable[[], object]:
+    """One logp+dlogp call of ``model`` at its initial point, as PyMC's samplers make it."""
+    import jax
+    import numpy as np
+
+    fn = model.logp_dlogp_function(ravel_inputs=True, mode=mode)
+    fn.set_extra_values({})
+    fn._pytensor_function.trust_input = True
+    x = np.concatenate([np.ravel(v) for v in model.initial_point().values()])
+    return lambda: jax.block_until_ready(fn(x))  # JAX mode returns before it is done
+
+
+def pure_jax_value_and_grad(model) -> Callable[[], object]:
+    """``jax.jit(jax.value_and_grad(...))`` of PyMC's own JAX logp of ``model``: the limit."""
+    import jax
+    from jax.flatten_util import ravel_pytree
+    from pymc.sampling.jax import get_jaxified_graph
+
+    point = model.initial_point()
+    logp_fn = get_jaxified_graph(inputs=model.value_vars, outputs=[model.logp()])
+    flat, unravel = ravel_pytree([point[v.name] for v in model.value_vars])
+    vg = jax.jit(jax.value_and_grad(lambda x: logp_fn(*unravel(x))[0]))
+    return lambda: jax.block_until_ready(vg(flat))

@@ -20,30 +20,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
-import jax
 import numpy as np
 import pytensor
-from jax.flatten_util import ravel_pytree
-from pymc.sampling.jax import get_jaxified_graph
 
-from benchmarks._common import banner, per_call_us
+from benchmarks._common import banner, per_call_us, pure_jax_value_and_grad, pymc_logp_dlogp
 from examples.marginal_hmm import build_model, hmm_logp, simulate
-
-
-def _pymc_logp_dlogp(model, mode=None):
-    fn = model.logp_dlogp_function(ravel_inputs=True, mode=mode)
-    fn.set_extra_values({})
-    fn._pytensor_function.trust_input = True
-    x = np.concatenate([np.ravel(v) for v in model.initial_point().values()])
-    return lambda: fn(x)
-
-
-def _pure_jax(model):
-    point = model.initial_point()
-    logp_fn = get_jaxified_graph(inputs=model.value_vars, outputs=[model.logp()])
-    flat, unravel = ravel_pytree([point[v.name] for v in model.value_vars])
-    vg = jax.jit(jax.value_and_grad(lambda x: logp_fn(*unravel(x))[0]))
-    return lambda: jax.block_until_ready(vg(flat))
 
 
 def main(argv=None) -> None:
@@ -56,10 +37,10 @@ def main(argv=None) -> None:
     ours = build_model(emissions)
     theirs = build_model(emissions, logp_op=pytensor.wrap_jax(hmm_logp))
     fns = {
-        "pymc_jaxops": _pymc_logp_dlogp(ours),
-        "pymc_jaxops, JAX mode": _pymc_logp_dlogp(ours, mode="JAX"),
-        "pytensor.wrap_jax": _pymc_logp_dlogp(theirs),
-        "pure JAX value_and_grad": _pure_jax(ours),
+        "pymc_jaxops": pymc_logp_dlogp(ours),
+        "pymc_jaxops, JAX mode": pymc_logp_dlogp(ours, mode="JAX"),
+        "pytensor.wrap_jax": pymc_logp_dlogp(theirs),
+        "pure JAX value_and_grad": pure_jax_value_and_grad(ours),
     }
     values = {name: float(np.asarray(f()[0])) for name, f in fns.items()}
     assert np.allclose(list(values.values()), values["pymc_jaxops"], rtol=1e-9), values

@@ -36,11 +36,9 @@ import numpy as np
 import pymc as pm
 import pytensor
 from dynamax.hidden_markov_model.inference import hmm_filter
-from jax.flatten_util import ravel_pytree
-from pymc.sampling.jax import get_jaxified_graph
 from pytensor.compile.mode import get_default_mode
 
-from benchmarks._common import banner, per_call_us
+from benchmarks._common import banner, per_call_us, pure_jax_value_and_grad, pymc_logp_dlogp
 from examples.marginal_hmm import build_model, hmm_logp, simulate
 from pymc_jaxops import as_pytensor_op
 from pymc_jaxops.absorb import TAG
@@ -142,22 +140,6 @@ def dynamax_model(fn: Callable) -> pm.Model:
 # -------------------------------------------------------------------------------------------
 
 
-def _pymc_logp_dlogp(model, mode=None):
-    fn = model.logp_dlogp_function(ravel_inputs=True, mode=mode)
-    fn.set_extra_values({})
-    fn._pytensor_function.trust_input = True
-    x = np.concatenate([np.ravel(v) for v in model.initial_point().values()])
-    return lambda: jax.block_until_ready(fn(x))  # JAX mode returns before it is done
-
-
-def _pure_jax(model):
-    point = model.initial_point()
-    logp_fn = get_jaxified_graph(inputs=model.value_vars, outputs=[model.logp()])
-    flat, unravel = ravel_pytree([point[v.name] for v in model.value_vars])
-    vg = jax.jit(jax.value_and_grad(lambda x: logp_fn(*unravel(x))[0]))
-    return lambda: jax.block_until_ready(vg(flat))
-
-
 CASES = {
     "a": ("ODE (diffrax Lotka-Volterra, 40x2) -> pm.Normal", lotka_volterra, ode_model),
     "b": (f"MLP ({N_IN}-{N_HIDDEN}-1, {N_OBS} rows) -> pm.Normal", mlp, mlp_model),
@@ -171,11 +153,11 @@ def run_case(key: str, calls: int, rounds: int) -> dict[str, float]:
     ours = make(as_pytensor_op(jax_fn))
     theirs = make(pytensor.wrap_jax(jax_fn))
     fns = {
-        "pymc_jaxops": _pymc_logp_dlogp(ours),
-        "pymc_jaxops, JAX mode": _pymc_logp_dlogp(ours, mode="JAX"),
-        "pymc_jaxops, absorbed": _pymc_logp_dlogp(ours, mode=get_default_mode().including(TAG)),
-        "pytensor.wrap_jax": _pymc_logp_dlogp(theirs),
-        "pure JAX value_and_grad": _pure_jax(ours),
+        "pymc_jaxops": pymc_logp_dlogp(ours),
+        "pymc_jaxops, JAX mode": pymc_logp_dlogp(ours, mode="JAX"),
+        "pymc_jaxops, absorbed": pymc_logp_dlogp(ours, mode=get_default_mode().including(TAG)),
+        "pytensor.wrap_jax": pymc_logp_dlogp(theirs),
+        "pure JAX value_and_grad": pure_jax_value_and_grad(ours),
     }
     results = {name: f() for name, f in fns.items()}
     ref_v, ref_g = (np.asarray(r) for r in results["pure JAX value_and_grad"])
