@@ -3,13 +3,17 @@
 Four models, each three (or four) ways, side by side in one process:
 
 - ``pymc_jaxops``: ``model.logp_dlogp_function()`` on PyMC's default backend (C VM) with
-  the JAX function wrapped by ``@as_pytensor_op``;
+  the JAX function wrapped by ``@as_pytensor_op``: the whole graph runs as one XLA call
+  (``pymc_jaxops.absorb``, on by default);
+- ``pymc_jaxops, absorption off``: the same with the rewrite tag ``"pymc_jaxops_absorb"``
+  excluded: our Ops in the C VM among PyMC's C thunks;
 - ``pytensor.wrap_jax``: the same model with PyTensor's own wrapper (a forward call and a
   separate VJP call, which runs the forward pass again);
 - pure JAX: ``jax.jit(jax.value_and_grad(...))`` of PyMC's own JAX logp of the model;
-- ``pymc_jaxops``, JAX mode: the same ``logp_dlogp_function`` compiled with ``mode="JAX"``;
-- ``pymc_jaxops``, absorbed: the default backend with the opt-in rewrite that runs the whole
-  graph as one XLA call (``pymc_jaxops.absorb``, rewrite tag ``"pymc_jaxops_absorb"``).
+- ``pymc_jaxops``, JAX mode: the same ``logp_dlogp_function`` compiled with ``mode="JAX"``.
+
+After the per-call table, each case prints the seconds from ``logp_dlogp_function()`` to the
+end of its first call (compilation), with the absorption on and off.
 
 Models: (a) a Lotka-Volterra ODE solved by diffrax (Tsit5, adaptive steps) whose
 trajectory is the mean of a ``pm.Normal``; (b) an MLP whose output is the mean of a
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -40,10 +45,11 @@ from pytensor.compile.mode import get_default_mode
 
 from benchmarks._common import banner, per_call_us, pure_jax_value_and_grad, pymc_logp_dlogp
 from examples.marginal_hmm import build_model, hmm_logp, simulate
-from pymc_jaxops import as_pytensor_op
+from pymc_jaxops import as_pytensor_op, clear_caches
 from pymc_jaxops.absorb import TAG
 
 SEED = 20261125
+ABSORPTION_OFF = get_default_mode().excluding(TAG)
 
 # (a) Lotka-Volterra ------------------------------------------------------------------------
 
@@ -154,8 +160,8 @@ def run_case(key: str, calls: int, rounds: int) -> dict[str, float]:
     theirs = make(pytensor.wrap_jax(jax_fn))
     fns = {
         "pymc_jaxops": pymc_logp_dlogp(ours),
+        "pymc_jaxops, absorption off": pymc_logp_dlogp(ours, mode=ABSORPTION_OFF),
         "pymc_jaxops, JAX mode": pymc_logp_dlogp(ours, mode="JAX"),
-        "pymc_jaxops, absorbed": pymc_logp_dlogp(ours, mode=get_default_mode().including(TAG)),
         "pytensor.wrap_jax": pymc_logp_dlogp(theirs),
         "pure JAX value_and_grad": pure_jax_value_and_grad(ours),
     }
@@ -168,10 +174,21 @@ def run_case(key: str, calls: int, rounds: int) -> dict[str, float]:
     us = per_call_us(fns, calls, rounds)
     limit, upstream = us["pure JAX value_and_grad"], us["pytensor.wrap_jax"]
     print(f"\n({key}) {title}")
-    print(f"{'':26s} {'us/call':>10s} {'x pure JAX':>11s} {'x wrap_jax':>11s}")
+    print(f"{'':28s} {'us/call':>10s} {'x pure JAX':>11s} {'x wrap_jax':>11s}")
     for name, t in us.items():
-        print(f"{name:26s} {t:10.1f} {t / limit:11.2f} {t / upstream:11.2f}")
+        print(f"{name:28s} {t:10.1f} {t / limit:11.2f} {t / upstream:11.2f}")
+    off = _compile_s(make(as_pytensor_op(jax_fn)), ABSORPTION_OFF)
+    on = _compile_s(make(as_pytensor_op(jax_fn)), None)
+    print(f"compile + first call: absorbed {on:.2f} s, absorption off {off:.2f} s")
     return us
+
+
+def _compile_s(model, mode) -> float:
+    clear_caches()  # ours and JAX's: every contender compiles its JAX programs anew
+    jax.clear_caches()
+    t0 = time.perf_counter()
+    pymc_logp_dlogp(model, mode=mode)()
+    return time.perf_counter() - t0
 
 
 def main(argv=None) -> None:

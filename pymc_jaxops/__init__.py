@@ -19,7 +19,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
 from pymc_jaxops import _jax_rv_samplers  # noqa: F401  (JAX samplers PyTensor lacks)
-from pymc_jaxops import absorb as _absorb  # noqa: F401  (opt-in whole-graph XLA rewrite)
+from pymc_jaxops import absorb as _absorb  # noqa: F401  (whole-graph XLA rewrite)
 from pymc_jaxops import dispatch as _dispatch  # noqa: F401  (registers jax_funcify)
 from pymc_jaxops import multiprocess as _multiprocess  # noqa: F401  (no fork of live JAX)
 from pymc_jaxops import rewrites as _rewrites  # noqa: F401  (registers graph rewrites)

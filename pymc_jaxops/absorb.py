@@ -2,17 +2,26 @@
 
 On PyMC's default backend every node of the logp+dlogp graph other than our Op (transforms,
 priors, the likelihood on the Op's output, the raveled gradient) runs as a C thunk, and each
-call crosses the NumPy/JAX boundary once per JAX Op. When *every* node of the graph has a JAX
-implementation, :data:`absorb_into_xla` replaces the graph by one :class:`XlaGraphOp` that
-runs it as a single jitted JAX function — what ``mode="JAX"`` does, without the user asking.
+call crosses the NumPy/JAX boundary once per JAX Op. When a graph holds one of our Ops and
+*every* node has a JAX implementation, :data:`absorb_into_xla` replaces the graph by one
+:class:`XlaGraphOp` that runs it as a single jitted JAX function — what ``mode="JAX"`` does,
+without the user asking.
 
-It is **off by default**: include the rewrite tag ``"pymc_jaxops_absorb"`` to use it, e.g.
-``pytensor.function(..., mode=get_default_mode().including("pymc_jaxops_absorb"))``,
-``model.logp_dlogp_function(mode=...)`` or ``pm.sample(compile_kwargs={"mode": ...})``.
+It is **on by default** in every mode with PyTensor's C backend (``fast_run``, the mode
+``pm.sample()`` compiles with). Switch it off for one function with
+``mode=get_default_mode().excluding("pymc_jaxops_absorb")`` (also accepted by
+``model.logp_dlogp_function(mode=...)`` and ``pm.sample(compile_kwargs={"mode": ...})``), or
+for the whole process with ``PYTENSOR_FLAGS=optimizer_excluding=pymc_jaxops_absorb``.
 
-If JAX cannot trace the graph when it first runs, the Op compiles the original graph with
-the C backend instead and keeps using it, so the numbers are the C backend's. As in
-``mode="JAX"``, PyTensor's ``Check``/``Assert`` nodes are skipped inside the XLA call.
+Numbers never change, because a graph is left alone when absorbing it could change them:
+
+* it runs after PyTensor's ``canonicalize`` pass, where PyMC's compile turns parameter
+  checks into ``switch(cond, logp, -inf)``; a graph that still holds a ``Check``/``Assert``
+  node (which JAX would skip) is not absorbed;
+* random draws and shared-variable updates (``update_mapping``) keep their C semantics;
+* each XLA call runs in the x64 mode the graph's types need, whatever the global switch;
+* if JAX cannot trace the graph (an Op whose JAX implementation needs static shapes), the
+  Op compiles the original graph with the C backend and uses it from then on.
 
 Examples
 --------
@@ -20,13 +29,11 @@ Examples
 >>> import numpy as np
 >>> import pytensor
 >>> import pytensor.tensor as pt
->>> from pytensor.compile.mode import get_default_mode
 >>> from pymc_jaxops import as_pytensor_op
->>> from pymc_jaxops.absorb import TAG
 >>> x = pt.vector("x")
 >>> y = as_pytensor_op(lambda v: jnp.tanh(v))(x)
 >>> cost = pt.sum((y - 0.5) ** 2) + pt.sum(pt.exp(x)) - pt.log(pt.sum(x**2))
->>> f = pytensor.function([x], [cost, pt.grad(cost, x)], mode=get_default_mode().including(TAG))
+>>> f = pytensor.function([x], [cost, pt.grad(cost, x)])
 >>> [type(n.op).__name__ for n in f.maker.fgraph.apply_nodes]
 ['XlaGraphOp']
 >>> round(float(f(np.array([0.1, -0.2]))[0]), 6)
@@ -39,7 +46,6 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-import jax
 import numpy as np
 from pytensor.compile.function import function
 from pytensor.compile.mode import get_default_mode, get_mode, optdb
@@ -49,15 +55,17 @@ from pytensor.graph.fg import FunctionGraph
 from pytensor.graph.op import Op
 from pytensor.graph.rewriting.basic import GraphRewriter
 from pytensor.link.jax.dispatch import jax_funcify
+from pytensor.raise_op import CheckAndRaise
 from pytensor.tensor.random.op import RandomVariable
 from pytensor.tensor.type import TensorType
 
-from pymc_jaxops.ops import JaxOp
+from pymc_jaxops.ops import JaxOp, _jitted
+from pymc_jaxops.precision import needs_x64
 
 __all__ = ["TAG", "XlaGraphOp", "absorb_into_xla"]
 
 TAG = "pymc_jaxops_absorb"
-"""The rewrite tag that turns absorption on (``Mode.including(TAG)``)."""
+"""The rewrite tag of the absorption (``Mode.excluding(TAG)`` switches it off)."""
 
 _MIN_OTHER_NODES = 4  # below this there is nothing to gain over the Op's own call
 
@@ -105,12 +113,18 @@ class XlaGraphOp(Op):
 
     def _jitted(self) -> Callable:
         try:
-            return self.__dict__["_run"]
+            graph_fn, mode = self.__dict__["_run"]
         except KeyError:
             fgraph = FunctionGraph(self.inner_inputs, self.inner_outputs, clone=True)
-            fn = jax.jit(jax_funcify(fgraph))
-            self.__dict__["_run"] = fn
-            return fn
+            # The x64 mode the graph's types need, scoped to each call (precision.py); a
+            # float32 sum accumulates in float64 on the C backend, so its accumulator counts.
+            dtypes = [v.type.dtype for v in (*fgraph.inputs, *fgraph.variables)]
+            dtypes += [n.op.acc_dtype for n in fgraph.apply_nodes if hasattr(n.op, "acc_dtype")]
+            graph_fn, mode = jax_funcify(fgraph), needs_x64(dtypes)
+            self.__dict__["_run"] = (graph_fn, mode)
+        # The executable lives in the bounded cache, not on this Op, which PyTensor's
+        # rewriters keep for the life of the process.
+        return _jitted(graph_fn, mode)
 
     def _fallback_fn(self) -> Callable:
         with self._lock:
@@ -130,18 +144,17 @@ class XlaGraphOp(Op):
     def perform(self, node, inputs, output_storage):
         if "_fallback" in self.__dict__:
             values = self._fallback_fn()(*inputs)
-        elif self.__dict__.get("_traced"):
-            values = self._jitted()(*inputs)
         else:
             try:
                 values = self._jitted()(*inputs)
-                self.__dict__["_traced"] = True
             except Exception:
-                # JAX could not trace this graph (an Op whose JAX implementation needs
-                # static shapes, say): run it on the C backend from now on.
+                # JAX could not trace this graph at these shapes (an Op whose JAX
+                # implementation needs static shapes, say): run it on the C backend from
+                # now on. An error of the computation itself is raised again by it.
                 values = self._fallback_fn()(*inputs)
-        for storage, value in zip(output_storage, values, strict=True):
-            storage[0] = np.array(value)  # writable, as the C thunks' outputs are
+        for storage, value, out in zip(output_storage, values, node.outputs, strict=True):
+            # Writable, as the C thunks' outputs are, and of the declared dtype.
+            storage[0] = np.array(value, dtype=out.type.dtype)
 
 
 class _Absorb(GraphRewriter):
@@ -177,6 +190,8 @@ class _Absorb(GraphRewriter):
             return False  # shared updates (random generators) keep their C semantics
         if any(isinstance(n.op, RandomVariable | XlaGraphOp) for n in nodes):
             return False
+        if any(isinstance(n.op, CheckAndRaise) for n in nodes):
+            return False  # JAX would skip the check: the C backend raises, keep that
         variables = [*fgraph.inputs, *fgraph.outputs]
         if not all(isinstance(v.type, TensorType) for v in variables):
             return False
@@ -190,4 +205,8 @@ class _Absorb(GraphRewriter):
 
 absorb_into_xla = _Absorb()
 
-optdb.register("pymc_jaxops_absorb_into_xla", absorb_into_xla, TAG, "cxx_only", position=0.9)
+# After canonicalize (position 1), where PyMC's compile turns parameter checks into switches;
+# "cxx_only": the NUMBA and JAX modes compile the whole graph themselves.
+optdb.register(
+    "pymc_jaxops_absorb_into_xla", absorb_into_xla, "fast_run", TAG, "cxx_only", position=1.1
+)

@@ -1,18 +1,23 @@
-"""The opt-in rewrite that runs a whole JAX-capable graph as one XLA call on the C backend."""
+"""The rewrite that runs a whole JAX-capable graph as one XLA call on the C backend."""
 
 import pickle
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import pymc as pm
 import pytensor
 import pytensor.tensor as pt
+import pytest
 from pytensor.compile.mode import get_default_mode
+from pytensor.raise_op import Assert
 
 from pymc_jaxops import as_pytensor_op
 from pymc_jaxops.absorb import TAG, XlaGraphOp
+from tests._subprocess import child_env, run_python
 from tests.test_residuals import PASSES, _data, _model, _reference_logp
 
-ABSORB = get_default_mode().including(TAG)
+C_ONLY = get_default_mode().excluding(TAG)
 X = np.array([0.9, 1.1, np.log(0.3)])
 
 
@@ -20,7 +25,7 @@ def _ops(fn):
     return [type(n.op) for n in fn.maker.fgraph.apply_nodes]
 
 
-def _logp_dlogp(model, mode):
+def _logp_dlogp(model, mode=None):
     fn = model.logp_dlogp_function(ravel_inputs=True, mode=mode)
     fn.set_extra_values({})
     return fn
@@ -28,7 +33,7 @@ def _logp_dlogp(model, mode):
 
 def test_model_graph_becomes_one_xla_call_with_one_forward_and_backward(rng):
     data = _data(rng)
-    fn = _logp_dlogp(_model(data), ABSORB)
+    fn = _logp_dlogp(_model(data))  # PyMC's default mode, as pm.sample() compiles it
     assert _ops(fn._pytensor_function) == [XlaGraphOp]
     fn(X)
     PASSES.update(forward=0, backward=0)
@@ -39,12 +44,70 @@ def test_model_graph_becomes_one_xla_call_with_one_forward_and_backward(rng):
     np.testing.assert_allclose(grad, want_grad, rtol=1e-8)
 
 
-def test_off_by_default_and_numbers_unchanged(rng):
+def test_switched_off_by_excluding_the_tag_with_the_same_numbers(rng):
     model = _model(_data(rng))
-    plain, absorbed = _logp_dlogp(model, None), _logp_dlogp(model, ABSORB)
+    plain, absorbed = _logp_dlogp(model, C_ONLY), _logp_dlogp(model)
     assert XlaGraphOp not in _ops(plain._pytensor_function)
     for got, want in zip(absorbed(X), plain(X), strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_switched_off_for_the_process_by_pytensor_flags():
+    code = (
+        "import jax.numpy as jnp, pytensor, pytensor.tensor as pt\n"
+        "from pymc_jaxops import as_pytensor_op\n"
+        "x = pt.vector('x')\n"
+        "c = pt.sum((as_pytensor_op(jnp.tanh)(x) - 0.5) ** 2) + pt.sum(pt.exp(x))\n"
+        "f = pytensor.function([x], [c, pt.grad(c, x)])\n"
+        "print(sorted({type(n.op).__name__ for n in f.maker.fgraph.apply_nodes}))\n"
+    )
+    flags = "optimizer_excluding=pymc_jaxops_absorb"
+    proc = run_python(["-c", code], timeout=120, env=child_env(PYTENSOR_FLAGS=flags))
+    assert proc.returncode == 0, proc.stderr
+    assert "XlaGraphOp" not in proc.stdout and "JaxForwardOp" in proc.stdout
+
+
+def test_parameter_checks_still_give_minus_inf():
+    # PyMC's compile turns the sigma > 0 check into switch(-inf) before the absorption, so the
+    # absorbed graph keeps it (JAX would skip a Check node).
+    f = as_pytensor_op(lambda th: jnp.stack([th, 2 * th]))
+    with pm.Model() as model:
+        theta = pm.Normal("theta")
+        sigma = pm.Normal("sigma")  # untransformed: negative values reach the check
+        pm.Normal("y", mu=f(theta), sigma=sigma, observed=np.array([0.1, 0.3]))
+    absorbed = model.compile_logp()
+    plain = model.compile_logp(mode=C_ONLY)
+    assert _ops(absorbed.f) == [XlaGraphOp]
+    for point in ({"theta": 0.2, "sigma": -1.0}, {"theta": 0.2, "sigma": 0.7}):
+        np.testing.assert_allclose(absorbed(point), plain(point), rtol=1e-12)
+    assert absorbed({"theta": 0.2, "sigma": -1.0}) == -np.inf
+
+
+def test_a_graph_with_an_assert_keeps_c_semantics():
+    x = pt.vector("x")
+    y = as_pytensor_op(lambda v: v * 2.0)(x)
+    checked = Assert("x must be positive")(pt.sum(y**2) + pt.sum(pt.exp(x)), pt.all(x > 0))
+    f = pytensor.function([x], [checked, pt.grad(checked, x)])
+    assert XlaGraphOp not in _ops(f)
+    with pytest.raises(AssertionError, match="x must be positive"):
+        f(np.array([-1.0, 2.0]))
+
+
+@pytest.mark.parametrize("floatx", ["float64", "float32"])
+def test_runs_in_the_precision_of_its_types_whatever_the_x64_switch(floatx):
+    x = pt.vector("x", dtype=floatx)
+    y = as_pytensor_op(jnp.sin)(x)
+    cost = pt.sum(y**2) + pt.sum(pt.exp(x)) - pt.log(pt.sum(x**2))
+    outputs = [cost, pt.grad(cost, x)]
+    absorbed, plain = pytensor.function([x], outputs), pytensor.function([x], outputs, mode=C_ONLY)
+    assert _ops(absorbed) == [XlaGraphOp]
+    value = np.array([0.1, -0.7, 1.3], dtype=floatx)
+    jax.config.update("jax_enable_x64", False)  # the conftest fixture turns it back on
+    got = absorbed(value)
+    want = plain(value)
+    for g, w in zip(got, want, strict=True):
+        assert g.dtype == w.dtype == np.dtype(floatx)
+        np.testing.assert_allclose(g, w, rtol=1e-12 if floatx == "float64" else 1e-5)
 
 
 def test_untraceable_graph_falls_back_to_the_c_backend():
@@ -52,7 +115,7 @@ def test_untraceable_graph_falls_back_to_the_c_backend():
     x, n = pt.vector("x"), pt.lscalar("n")
     y = as_pytensor_op(lambda v: v * 2.0)(x)
     out = pt.sum(pt.exp(pt.reshape(y, (n, -1))) ** 2, axis=1)
-    f = pytensor.function([x, n], out, mode=ABSORB)
+    f = pytensor.function([x, n], out)
     assert _ops(f) == [XlaGraphOp]
     xv = np.arange(6.0) / 10
     np.testing.assert_allclose(f(xv, 2), np.exp(2 * xv.reshape(2, 3)).__pow__(2).sum(1))
@@ -61,7 +124,7 @@ def test_untraceable_graph_falls_back_to_the_c_backend():
 
 
 def test_absorbed_function_pickles(rng):
-    fn = _logp_dlogp(_model(_data(rng)), ABSORB)._pytensor_function
+    fn = _logp_dlogp(_model(_data(rng)))._pytensor_function
     want = fn(X)
     for got, w in zip(pickle.loads(pickle.dumps(fn))(X), want, strict=True):
         np.testing.assert_allclose(got, w, rtol=1e-14)

@@ -12,6 +12,7 @@ import pymc as pm
 import pytensor
 import pytensor.tensor as pt
 import pytest
+from pytensor.compile.mode import get_default_mode
 from pytensor.graph.replace import vectorize_graph
 from pytensor.graph.traversal import ancestors
 from pytensor.tensor.blockwise import Blockwise
@@ -19,6 +20,8 @@ from pytensor.tensor.blockwise import Blockwise
 from examples.marginal_hmm import P_INITIAL, P_TRANSITION, hmm_logp_op, simulate
 from pymc_jaxops import as_pytensor_op
 from pymc_jaxops.ops import JaxOp
+
+C_VM = get_default_mode().excluding("pymc_jaxops_absorb")  # to see the Ops the C VM runs
 
 RNG = np.random.default_rng(7)
 
@@ -43,7 +46,8 @@ def test_vectorize_graph_gives_one_vmapped_op_with_loop_values_and_grads():
     vlogp, vscaled = vectorize_graph([logp, scaled], {x: xb, mu: mub})
     assert vlogp.type.shape == (None,) and vscaled.type.shape == (None, None)
     grads = pt.grad(vlogp.sum(), [mub, sigma])
-    fn = pytensor.function([xb, mub, sigma], [vlogp, vscaled, *grads, vscaled.shape])
+    outs = [vlogp, vscaled, *grads, vscaled.shape]
+    fn = pytensor.function([xb, mub, sigma], outs, mode=C_VM)
     [node] = _jax_nodes(fn)  # forward and gradient fused into one call
     assert "vmap(gauss)" in str(node.op)
 

@@ -6,6 +6,7 @@ import pymc as pm
 import pytensor
 import pytensor.tensor as pt
 import pytest
+from pytensor.compile.mode import get_default_mode
 from scipy.special import logsumexp
 from scipy.stats import norm
 
@@ -19,6 +20,7 @@ from examples.marginal_hmm import (
     simulate,
 )
 from pymc_jaxops import as_pytensor_op
+from pymc_jaxops.absorb import XlaGraphOp
 from pymc_jaxops.ops import JaxOp, JaxValueAndGradOp
 
 EMISSIONS = simulate()
@@ -56,7 +58,8 @@ def test_logp_and_gradient_equal_pure_jax_reference(params):
         np.testing.assert_allclose(got, want, rtol=1e-8, atol=1e-8)
 
 
-def test_model_logp_dlogp_runs_the_jax_forward_once_per_call(monkeypatch):
+@pytest.mark.parametrize("absorbed", [False, True], ids=["C VM", "one XLA call"])
+def test_model_logp_dlogp_runs_the_jax_forward_once_per_call(monkeypatch, absorbed):
     # Plan timing off: the fused plan (pymc_jaxops.plans may otherwise pick a faster one).
     monkeypatch.setattr("pymc_jaxops.plans.MEASURE_ABOVE_S", float("inf"))
     calls = []
@@ -67,12 +70,14 @@ def test_model_logp_dlogp_runs_the_jax_forward_once_per_call(monkeypatch):
         return hmm_logp(*args)
 
     model = build_model(EMISSIONS, logp_op=counted)
-    fn = model.logp_dlogp_function(ravel_inputs=True)
+    mode = None if absorbed else get_default_mode().excluding("pymc_jaxops_absorb")
+    fn = model.logp_dlogp_function(ravel_inputs=True, mode=mode)
     fn.set_extra_values({})
-    jax_nodes = [
-        n for n in fn._pytensor_function.maker.fgraph.apply_nodes if isinstance(n.op, JaxOp)
-    ]
-    assert [type(n.op) for n in jax_nodes] == [JaxValueAndGradOp]
+    nodes = fn._pytensor_function.maker.fgraph.apply_nodes
+    if absorbed:  # PyMC's default: the whole graph is one XLA call
+        assert [type(n.op) for n in nodes] == [XlaGraphOp]
+    else:
+        assert [type(n.op) for n in nodes if isinstance(n.op, JaxOp)] == [JaxValueAndGradOp]
     x = np.concatenate([np.ravel(v) for v in model.initial_point().values()])
     fn(x)
     calls.clear()
