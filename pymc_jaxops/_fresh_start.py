@@ -33,6 +33,7 @@ import cloudpickle
 from rich.progress import Progress  # PyMC's progress bars
 
 from pymc_jaxops.multiprocess import WorkerProcessError
+from pymc_jaxops.ops import for_this_machine
 
 # The standard library's private helpers used here have no type stubs.
 util: Any = _util
@@ -203,7 +204,8 @@ class Popen(popen_spawn_posix.Popen):
         set_spawning_popen(self)  # lets Connection / RawArray / authkey pickle their fds
         try:
             ForkingPickler(payload).dump(_preparation_data(process_obj._name))
-            _Pickler(payload, protocol=-1).dump(process_obj)
+            with for_this_machine():  # the plans timed here travel with the Ops
+                _Pickler(payload, protocol=-1).dump(process_obj)
         except pickle.PicklingError:
             raise
         except Exception as error:
