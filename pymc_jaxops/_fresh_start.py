@@ -33,6 +33,7 @@ import cloudpickle
 from rich.progress import Progress  # PyMC's progress bars
 
 from pymc_jaxops.multiprocess import WorkerProcessError
+from pymc_jaxops.ops import for_this_machine
 
 # The standard library's private helpers used here have no type stubs.
 util: Any = _util
@@ -203,7 +204,8 @@ class Popen(popen_spawn_posix.Popen):
         set_spawning_popen(self)  # lets Connection / RawArray / authkey pickle their fds
         try:
             ForkingPickler(payload).dump(_preparation_data(process_obj._name))
-            _Pickler(payload, protocol=-1).dump(process_obj)
+            with for_this_machine():  # the plans timed here travel with the Ops
+                _Pickler(payload, protocol=-1).dump(process_obj)
         except pickle.PicklingError:
             raise
         except Exception as error:
@@ -224,14 +226,48 @@ class Popen(popen_spawn_posix.Popen):
             command = [spawn.get_executable(), *flags, "-c", program, "--multiprocessing-fork"]
             self._fds.extend([to_child_r, sentinel_w, error_w])
             self.pid = util.spawnv_passfds(spawn.get_executable(), command, self._fds)
-            self.sentinel = sentinel_r
-            with open(to_child_w, "wb", closefd=False) as f:
-                f.write(payload.getbuffer())
         except BaseException:
-            os.close(error_r)
+            for fd in (to_child_w, sentinel_r, error_r):
+                os.close(fd)
             raise
         finally:
-            self.finalizer = util.Finalize(self, util.close_fds, (sentinel_r, to_child_w))
             for fd in (to_child_r, sentinel_w, error_w):
                 os.close(fd)
-        watch(self, process_obj, error_r)
+        self.sentinel = sentinel_r
+        self.finalizer = util.Finalize(self, util.close_fds, (sentinel_r,))
+        try:
+            watch(self, process_obj, error_r)
+        except BaseException:
+            os.close(to_child_w)  # EOF: the child ends at once
+            raise
+        send_payload(to_child_w, payload.getvalue(), process_obj.name)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    except OSError:
+        pass  # the child is gone (EPIPE): its watcher says how it ended
+    finally:
+        os.close(fd)  # EOF: a child still reading fails to unpickle, and reports that
+
+
+def send_payload(fd: int, data: bytes, name: str) -> None:
+    """Write ``data`` to the child's pipe ``fd`` from a thread, then close ``fd``.
+
+    The child reads its payload while it unpickles it, and unpickling imports what the work
+    needs (pymc, jax: seconds). Written here, the parent would wait for all that before it
+    could start the next chain process, so the workers would start one after the other.
+    Messages the parent sends the worker meanwhile (PyMC's "start") go through the
+    worker's own ``Pipe`` and wait there until the worker reads them.
+    """
+    writer = threading.Thread(
+        target=_write_all, args=(fd, data), name=f"pymc_jaxops payload of {name}", daemon=True
+    )
+    try:
+        writer.start()
+    except RuntimeError:  # no thread: the child reads EOF, fails, and its watcher reports it
+        os.close(fd)
+        raise

@@ -9,9 +9,11 @@ Hessian of the user's function) is built the same way.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,8 +66,26 @@ def _owned(fn: Callable) -> Callable:
     return call
 
 
-# Attributes rebuilt in each process: jitted callables, timed plans (``residuals.py``).
+# Attributes rebuilt in each process: jitted callables, plans ready to run (``residuals.py``).
 _PROCESS_LOCAL = frozenset({"_jit", "_jit_specs", "_plans", "_vg", "_empty", "_grad"})
+# What a timing on this machine chose (plan names per input shapes, ``residuals.py``): kept
+# only when pickling for a process on this machine (see ``for_this_machine``).
+_MACHINE_LOCAL = frozenset({"_chosen"})
+_FOR_THIS_MACHINE = contextvars.ContextVar("pymc_jaxops_for_this_machine", default=False)
+
+
+@contextlib.contextmanager
+def for_this_machine() -> Iterator[None]:
+    """Ops pickled in this block keep what was timed here (a chain process on this machine).
+
+    Elsewhere an unpickled Op times its plans again: another machine or device may prefer
+    another plan.
+    """
+    token = _FOR_THIS_MACHINE.set(True)
+    try:
+        yield
+    finally:
+        _FOR_THIS_MACHINE.reset(token)
 
 
 def _is_float(dtype: str) -> bool:
@@ -152,7 +172,8 @@ class JaxOp(Op):
 
     def __getstate__(self) -> dict[str, Any]:
         # The jitted callable and timed plans are process-local: rebuilt after unpickling.
-        return {k: v for k, v in self.__dict__.items() if k not in _PROCESS_LOCAL}
+        dropped = _PROCESS_LOCAL if _FOR_THIS_MACHINE.get() else _PROCESS_LOCAL | _MACHINE_LOCAL
+        return {k: v for k, v in self.__dict__.items() if k not in dropped}
 
     @property
     def output_types(self) -> tuple[TensorType, ...]:

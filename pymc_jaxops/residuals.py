@@ -17,6 +17,7 @@ emitted there.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
@@ -206,12 +207,12 @@ class JaxForwardOp(JaxOp):
             return empty
 
     def plan(self, inputs) -> int:
-        """The plan for these inputs' shapes: timed once, then remembered."""
-        plans = self.__dict__.setdefault("_plans", {})
+        """The plan for these inputs' shapes: timed once, then remembered (see ``ops.py``)."""
+        chosen = self.__dict__.setdefault("_chosen", {})
         specs = _specs(inputs)
-        if specs not in plans:
-            plans[specs] = self._choose(inputs, specs) if self._fits(specs) else _TWO_CALLS
-        return plans[specs]
+        if specs not in chosen:
+            chosen[specs] = self._choose(inputs, specs) if self._fits(specs) else _TWO_CALLS
+        return chosen[specs]
 
     def _fits(self, specs) -> bool:
         """Whether the residuals at these concrete shapes are those the graph declares.
@@ -373,7 +374,8 @@ def value_and_grad_plan(vg: JaxValueAndGradOp, inputs: Sequence) -> Callable:
     Its fused call; a forward pass keeping residuals + a backward pass; or a plain forward
     pass + a gradient-only call (``pytensor.wrap_jax``'s plan).
 
-    Chosen by timing them on the first call (``plans.py``) and remembered on the Op.
+    Chosen by timing them on the first call (``plans.py``) and remembered on the Op; a chain
+    process gets the choice with the Op (``ops.for_this_machine``) and compiles only that plan.
     """
     plans = vg.__dict__.setdefault("_plans", {})
     specs = _specs(inputs)
@@ -389,7 +391,8 @@ def value_and_grad_plan(vg: JaxValueAndGradOp, inputs: Sequence) -> Callable:
         built: dict[str, Callable] = {}
 
         def split(*args):
-            # Traced and compiled only if the fused call is slow enough to be raced.
+            # Traced and compiled only if chosen, or if the fused call is slow enough to be
+            # raced.
             if not built:
                 forward = _ForwardWithResiduals(vg.base.fn, vg.ct_mask, vg.wrt_mask)
                 structs = (jax.ShapeDtypeStruct(*s) for s in primal_specs)
@@ -405,13 +408,14 @@ def value_and_grad_plan(vg: JaxValueAndGradOp, inputs: Sequence) -> Callable:
         def two_calls(*args):
             return (*plain(*args[:n_in]), *grads(*args))
 
-        candidates = {
-            "fused": lambda: fused(*inputs),
-            "split": lambda: split(*inputs),
-            "two calls": lambda: two_calls(*inputs),
-        }
-        run = {"fused": fused, "split": split, "two calls": two_calls}[
-            fastest("fused", candidates)
-        ]
+        runs = {"fused": fused, "split": split, "two calls": two_calls}
+        # Chosen in the process that pickled this Op for a chain process (ops.py), or here.
+        chosen = vg.__dict__.setdefault("_chosen", {})
+        if chosen.get(specs) not in runs:
+            candidates: dict[str, Callable[[], object]] = {
+                name: functools.partial(r, *inputs) for name, r in runs.items()
+            }
+            chosen[specs] = fastest("fused", candidates)
+        run = runs[chosen[specs]]
     plans[specs] = run
     return run

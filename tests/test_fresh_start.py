@@ -6,6 +6,7 @@ The targets here are standard-library callables, so each child starts in well un
 
 from __future__ import annotations
 
+import contextlib
 import io
 import multiprocessing
 import os
@@ -24,10 +25,15 @@ from pymc_jaxops import _fresh_start
 from pymc_jaxops.multiprocess import WorkerProcessError
 
 
-def _start(target, *args):
-    """Start ``target(*args)`` in a fresh interpreter, as for a PyMC chain worker."""
+def _start(target, *args, **attributes):
+    """Start ``target(*args)`` in a fresh interpreter, as for a PyMC chain worker.
+
+    ``attributes`` are set on the process object: the child unpickles them after ``args``.
+    """
     fork_process = multiprocessing.context.ForkProcess
     process = fork_process(target=target, args=args, daemon=True)
+    for name, value in attributes.items():
+        setattr(process, name, value)
     # On the class, not the instance: the child must not need pymc_jaxops to unpickle it.
     original = fork_process.__dict__["_Popen"]
     fork_process._Popen = staticmethod(_fresh_start.Popen)
@@ -106,3 +112,39 @@ def test_unpicklable_work_is_a_pickling_error():
     lock = threading.Lock()
     with pytest.raises(pickle.PicklingError, match="cannot send the work of"):
         _start(Connection.recv, lock)
+
+
+class _Gate:
+    """Unpickles to ``gate.poll(timeout)``: the child waits for the parent there, at most that."""
+
+    def __init__(self, gate: Connection, timeout: float) -> None:
+        self.gate, self.timeout = gate, timeout
+
+    def __reduce__(self):
+        return Connection.poll, (self.gate, self.timeout)
+
+
+def test_start_returns_while_children_still_read_their_payloads():
+    # Each child waits, in the middle of unpickling its payload, until the parent opens its
+    # gate; 1 MiB more of payload follows, more than a pipe holds. The parent opens the gates
+    # only once both start() calls returned: had start() waited for its child to read the
+    # payload (the child imports the sampler's modules meanwhile), chain processes would
+    # start one after another, and here each child would give up waiting after 30 s.
+    gates, results, processes = [], [], []
+    for _ in range(2):
+        gate_r, gate_w = multiprocessing.Pipe(duplex=False)
+        result_r, result_w = multiprocessing.Pipe(duplex=False)
+        processes.append(
+            _start(Connection.send, result_w, _Gate(gate_r, 30.0), ballast=bytes(2**20))
+        )
+        gate_r.close()
+        result_w.close()
+        gates.append(gate_w)
+        results.append(result_r)
+    for gate in gates:
+        with contextlib.suppress(BrokenPipeError):  # a child that gave up is gone
+            gate.send("open")
+    assert [r.recv() for r in results] == [True, True]  # each child saw its gate open
+    for process in processes:
+        process.join(30)
+        assert process.exitcode == 0

@@ -292,7 +292,8 @@ def test_linear_consumer_split_plan_when_timed_faster(rng, monkeypatch):
     split = pytensor.function([x], outs)
     assert [type(op) for op in _jax_nodes(split)] == [JaxValueAndGradOp]
     (node,) = [n for n in split.maker.fgraph.apply_nodes if isinstance(n.op, JaxOp)]
-    node.op.__dict__.pop("_plans", None)  # ops are shared values: forget the fused plan
+    for key in ("_plans", "_chosen"):  # ops are shared values: forget the fused plan
+        node.op.__dict__.pop(key, None)
     PASSES.update(forward=0, backward=0)
     got = split(xv)
     assert PASSES == {"forward": 1, "backward": 1}
@@ -320,3 +321,34 @@ def test_fastest_keeps_cheap_default_and_times_the_rest():
     assert fastest("a", {"a": plan("a", 0.0), "b": plan("b", 0.0)}) == "a"
     assert calls["b"] == 0  # a cheap default is not raced
     assert fastest("a", {"a": plan("a", 0.02), "b": plan("b", 0.001)}) == "b"
+
+
+def test_chosen_plan_travels_only_to_processes_on_this_machine(monkeypatch):
+    # A chain process gets the parent's choice with the Op and compiles only that plan;
+    # any other unpickling times the plans again (another machine may prefer another one).
+    from pymc_jaxops import residuals
+    from pymc_jaxops.ops import for_this_machine
+
+    x = pt.vector("x", shape=(2,))
+    cost = pt.sum(trajectory(x, T))
+    monkeypatch.setattr(residuals, "fastest", lambda default, plans: "split")
+    f = pytensor.function([x], [cost, pt.grad(cost, x)])
+    (node,) = [n for n in f.maker.fgraph.apply_nodes if isinstance(n.op, JaxOp)]
+    for key in ("_plans", "_chosen"):  # ops are shared values: forget an earlier plan
+        node.op.__dict__.pop(key, None)
+    xv = np.array([0.7, -0.4])
+    want = f(xv)
+    assert list(node.op.__dict__["_chosen"].values()) == ["split"]
+    assert "_chosen" not in pickle.loads(pickle.dumps(node.op)).__dict__
+    with for_this_machine():
+        clone = pickle.loads(pickle.dumps(f))
+
+    def timed_again(default, plans):
+        raise AssertionError("the plans were timed again")
+
+    monkeypatch.setattr(residuals, "fastest", timed_again)
+    PASSES.update(forward=0, backward=0)
+    got = clone(xv)
+    assert PASSES == {"forward": 1, "backward": 1}  # the split plan ran
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-13)
