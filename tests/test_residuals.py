@@ -97,7 +97,11 @@ def _jax_nodes(f):
 
 
 @pytest.mark.parametrize("mode", [C_VM, "NUMBA", "JAX"], ids=["C", "NUMBA", "JAX"])
-def test_normal_likelihood_on_output_runs_one_forward_and_one_backward_pass(rng, mode):
+def test_normal_likelihood_on_output_runs_one_forward_and_one_backward_pass(
+    rng, mode, monkeypatch
+):
+    # Plan timing off: on a busy machine it may rightly pick the two-call plan.
+    monkeypatch.setattr("pymc_jaxops.plans.MEASURE_ABOVE_S", float("inf"))
     data = _data(rng)
     fn = _model(data).logp_dlogp_function(ravel_inputs=True, mode=mode)
     fn.set_extra_values({})
