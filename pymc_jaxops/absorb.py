@@ -43,6 +43,8 @@ Examples
 from __future__ import annotations
 
 import threading
+import uuid
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -70,6 +72,10 @@ TAG = "pymc_jaxops_absorb"
 _MIN_OTHER_NODES = 4  # below this there is nothing to gain over the Op's own call
 
 
+# Graph functions by Op key, held weakly: alive while an Op (or a copy of it) holds one.
+_GRAPH_FNS: weakref.WeakValueDictionary[str, Callable] = weakref.WeakValueDictionary()
+
+
 class XlaGraphOp(Op):
     """A whole graph (JAX-mode rewritten) run as one jitted JAX function.
 
@@ -82,6 +88,7 @@ class XlaGraphOp(Op):
         self.inner_inputs, self.inner_outputs = list(inner.inputs), list(inner.outputs)
         self.fallback_inputs = list(original.inputs)
         self.fallback_outputs = list(original.outputs)
+        self._key = uuid.uuid4().hex  # kept by pickled copies: they share one executable
         self._lock = threading.Lock()
 
     def __str__(self) -> str:
@@ -120,7 +127,12 @@ class XlaGraphOp(Op):
             # float32 sum accumulates in float64 on the C backend, so its accumulator counts.
             dtypes = [v.type.dtype for v in (*fgraph.inputs, *fgraph.variables)]
             dtypes += [n.op.acc_dtype for n in fgraph.apply_nodes if hasattr(n.op, "acc_dtype")]
-            graph_fn, mode = jax_funcify(fgraph), needs_x64(dtypes)
+            mode = needs_x64(dtypes)
+            # A copy unpickled in this process (a chain thread's step) shares the original's
+            # function, so the jitted program is found in the cache, not compiled again.
+            graph_fn = _GRAPH_FNS.get(self._key)
+            if graph_fn is None:
+                graph_fn = _GRAPH_FNS.setdefault(self._key, jax_funcify(fgraph))
             self.__dict__["_run"] = (graph_fn, mode)
         # The executable lives in the bounded cache, not on this Op, which PyTensor's
         # rewriters keep for the life of the process.

@@ -42,6 +42,7 @@ __all__ = ["WorkerProcessError", "install", "installed", "uninstall"]
 
 _logger = logging.getLogger("pymc")
 _ENV_VAR = "PYMC_JAXOPS_SAFE_PROCESSES"
+_THREADS_ENV_VAR = "PYMC_JAXOPS_CHAIN_THREADS"
 # Absent on Windows, where there is no fork to make safe.
 _FORK_PROCESS: Any = getattr(multiprocessing.context, "ForkProcess", None)
 _MARK = "_pymc_jaxops_fresh_start"
@@ -93,6 +94,23 @@ def _is_chain_worker(process_obj: Any) -> bool:
     return getattr(process_obj, "_target", None) in _pymc_chain_workers()
 
 
+def _is_sample_worker(process_obj: Any) -> bool:
+    """A ``pm.sample`` chain (not SMC's or a population sampler's)."""
+    try:
+        from pymc.sampling.parallel import _run_process
+    except ImportError:
+        return False
+    return getattr(process_obj, "_target", None) is _run_process
+
+
+def _chain_threads() -> str:
+    """``PYMC_JAXOPS_CHAIN_THREADS``: "off", "always", or (anything else) "auto"."""
+    value = os.environ.get(_THREADS_ENV_VAR, "auto").strip().lower()
+    if value in ("0", "false", "no", "off"):
+        return "off"
+    return "always" if value == "always" else "auto"
+
+
 def _wrap(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
     @functools.wraps(original)
     def _popen(process_obj: Any) -> Any:
@@ -104,6 +122,13 @@ def _wrap(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
             popen = original(process_obj)  # nothing to inherit that could hang: fork is fine
             _fresh_start.watch(popen, process_obj)
             return popen
+        threads = _chain_threads()
+        if threads != "off" and _is_sample_worker(process_obj):
+            from pymc_jaxops import _thread_start
+
+            if threads == "always" or _thread_start.pays(process_obj):
+                _logger.debug("pymc_jaxops: running %s in a thread", process_obj.name)
+                return _thread_start.Popen(process_obj)
         _logger.debug(
             "pymc_jaxops: starting %s in a fresh interpreter instead of forking the running "
             "JAX runtime",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
@@ -38,16 +39,20 @@ _JIT_CACHE: OrderedDict[tuple[Callable, bool], Callable] = OrderedDict()
 _JIT_CACHE_SIZE = 64
 
 
+_JIT_CACHE_LOCK = threading.Lock()  # chains may run in threads (_thread_start.py)
+
+
 def _jitted(fn: Callable, mode: bool) -> Callable:
     """``jax.jit(fn)`` run in x64 ``mode``; one per function value, shared by equal Ops."""
     key = (fn, mode)
-    jitted = _JIT_CACHE.get(key)
-    if jitted is None:
-        jitted = _JIT_CACHE.setdefault(key, run_in(mode, jax.jit(_owned(fn))))
-        while len(_JIT_CACHE) > _JIT_CACHE_SIZE:
-            _JIT_CACHE.popitem(last=False)
-    else:
-        _JIT_CACHE.move_to_end(key)
+    with _JIT_CACHE_LOCK:
+        jitted = _JIT_CACHE.get(key)
+        if jitted is None:
+            jitted = _JIT_CACHE.setdefault(key, run_in(mode, jax.jit(_owned(fn))))
+            while len(_JIT_CACHE) > _JIT_CACHE_SIZE:
+                _JIT_CACHE.popitem(last=False)
+        else:
+            _JIT_CACHE.move_to_end(key)
     return jitted
 
 

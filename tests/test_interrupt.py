@@ -54,12 +54,16 @@ SCRIPT = textwrap.dedent(
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc").exists(), reason="reads /proc")
 @pytest.mark.parametrize("who", ["process_group", "parent_only"])
-def test_ctrl_c_leaves_no_workers(tmp_path, who):
+@pytest.mark.parametrize("chains_in", ["processes", "threads"])
+def test_ctrl_c_leaves_no_workers(tmp_path, who, chains_in):
     # "process_group" is Ctrl-C in a terminal (every process of the foreground group gets
     # SIGINT); "parent_only" is `kill -INT <pid>`.
     script = tmp_path / "sample.py"
     script.write_text(SCRIPT)
-    proc = _subprocess.start([str(script)], stdin=subprocess.DEVNULL)
+    # Long chains of a cheap model run in processes; "always" puts them in threads.
+    setting = "off" if chains_in == "processes" else "always"
+    env = {"PYMC_JAXOPS_CHAIN_THREADS": setting}
+    proc = _subprocess.start([str(script)], env, stdin=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 300
         line = ""

@@ -88,10 +88,102 @@ def _check_like_single_process(idata, single, model):
 
 @pytest.mark.slow
 @pytest.mark.timeout(420)
-def test_two_cores_with_default_start_method_finish_in_float64(model, single_process):
-    # The default is fork on Linux; pymc_jaxops starts the chains in fresh interpreters.
+@pytest.mark.parametrize("chains_in", ["threads", "processes"])
+def test_two_cores_with_default_start_method_finish_in_float64(
+    model, single_process, chains_in, monkeypatch
+):
+    # The default is fork on Linux; pymc_jaxops runs these short chains in threads of this
+    # process, or (threads switched off) starts them in fresh interpreters.
+    started = _spy_on_chain_threads(monkeypatch)
+    if chains_in == "processes":
+        monkeypatch.setenv("PYMC_JAXOPS_CHAIN_THREADS", "0")
     idata = pm.sample(model=model, cores=2, **SAMPLE_KW)
+    assert len(started) == (2 if chains_in == "threads" else 0)
     _check_like_single_process(idata, single_process, model)
+
+
+def _spy_on_chain_threads(monkeypatch) -> list[str]:
+    from pymc_jaxops import _thread_start
+
+    started: list[str] = []
+    init = _thread_start.Popen.__init__
+
+    def spy(self, process_obj):
+        started.append(process_obj.name)
+        init(self, process_obj)
+
+    monkeypatch.setattr(_thread_start.Popen, "__init__", spy)
+    return started
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(420)
+def test_chains_in_threads_draw_what_chains_in_processes_draw(model, monkeypatch):
+    started = _spy_on_chain_threads(monkeypatch)
+    threaded = pm.sample(model=model, cores=2, **SAMPLE_KW)
+    assert sorted(started) == ["worker_chain_0", "worker_chain_1"]
+    monkeypatch.setenv("PYMC_JAXOPS_CHAIN_THREADS", "0")
+    in_processes = pm.sample(model=model, cores=2, **SAMPLE_KW)
+    assert len(started) == 2
+    for name in ("signal", "noise"):
+        np.testing.assert_allclose(
+            threaded.posterior[name].values, in_processes.posterior[name].values, rtol=1e-9
+        )
+
+
+def test_long_cheap_chains_still_start_processes(monkeypatch):
+    # Python-bound NUTS steps would take turns on the GIL: two processes pay for their start.
+    from pymc.sampling.parallel import _run_process
+
+    from pymc_jaxops import _thread_start
+
+    y = np.random.default_rng(0).normal(size=20)
+    with pm.Model():
+        mu = pm.Normal("mu")
+        pm.Potential("lik", as_pytensor_op(lambda y, m: jnp.sum(-0.5 * (y - m) ** 2))(y, mu))
+        step = pm.NUTS()
+    point = {"mu": np.array(0.3)}
+    shared = {"mu": (np.ascontiguousarray(point["mu"]).tobytes(), (), np.dtype("float64"))}
+
+    class _Proc:
+        _target = _run_process
+
+        def __init__(self, draws):
+            self._args = ("w", None, step, False, shared, draws, 1000, None, 1, 0, "fork", None)
+
+    assert not _thread_start.pays(_Proc(10**6))
+    assert _thread_start.pays(_Proc(100))  # a short chain cannot pay for a process
+    monkeypatch.setattr(_thread_start, "THREADS_ABOVE_S", 0.0)
+    assert _thread_start.pays(_Proc(10**6))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_an_error_in_a_chain_thread_reaches_the_parent():
+    import threading
+
+    import jax
+
+    def fail_off_the_main_thread(x):
+        if threading.current_thread() is not threading.main_thread():
+            raise RuntimeError("loglik failed in a chain thread")
+        return x
+
+    @jax.custom_jvp
+    def checked(mu):  # the identity, through Python on every call
+        return jax.pure_callback(fail_off_the_main_thread, jax.ShapeDtypeStruct((), mu.dtype), mu)
+
+    checked.defjvp(lambda primals, tangents: (checked(*primals), tangents[0]))
+
+    @as_pytensor_op
+    def loglik(y, mu):
+        return jnp.sum(-0.5 * (y - checked(mu)) ** 2)
+
+    with pm.Model():
+        mu = pm.Normal("mu")
+        pm.Potential("lik", loglik(np.zeros(5), mu))
+        with pytest.raises(Exception, match="loglik failed in a chain thread"):
+            pm.sample(draws=50, tune=50, chains=2, cores=2, progressbar=False)
 
 
 _SCRIPT = """
