@@ -6,14 +6,15 @@ from importlib.metadata import version
 import pytest
 
 import pymc_jaxops
+import pymc_jaxops.to_jax
 from tests._subprocess import run_python
 
 OPTIONAL = ("arviz", "blackjax", "matplotlib", "numpyro")
 
 _PENDING = {
-    "arviz": "pymc_jaxops/_jax_rv_samplers.py imports PyMC's distributions at import time "
+    "arviz": "pymc_jaxops/to_jax/_rv_samplers.py imports PyMC's distributions at import time "
     "(to register its JAX samplers), and `import pymc` imports arviz (pymc/util.py)",
-    "matplotlib": "pymc_jaxops/_jax_rv_samplers.py imports pymc, whose arviz import pulls in "
+    "matplotlib": "pymc_jaxops/to_jax/_rv_samplers.py imports pymc, whose arviz import pulls in "
     "matplotlib",
     "numpyro": "pymc_jaxops/dispatch.py imports pytensor.link.jax.dispatch, whose random.py "
     "tries `import numpyro`",
@@ -56,12 +57,15 @@ def test_all_names_resolve_and_are_listed_by_dir():
 
 
 def test_lazy_names_are_the_defining_modules_objects():
-    from pymc_jaxops.blackjax_nuts import sample_blackjax_nuts
-    from pymc_jaxops.model import JaxModel, model_to_jax
+    from pymc_jaxops.to_jax.blackjax_nuts import sample_blackjax_nuts
+    from pymc_jaxops.to_jax.model import JaxModel, model_to_jax
 
     assert pymc_jaxops.model_to_jax is model_to_jax
     assert pymc_jaxops.JaxModel is JaxModel
     assert pymc_jaxops.sample_blackjax_nuts is sample_blackjax_nuts
+    for name in pymc_jaxops.to_jax.__all__:
+        assert getattr(pymc_jaxops.to_jax, name) is getattr(pymc_jaxops, name)
+    assert set(pymc_jaxops.to_jax.__all__) <= set(dir(pymc_jaxops.to_jax))
 
 
 def test_unknown_attribute_raises_attribute_error():

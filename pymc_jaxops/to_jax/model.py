@@ -30,8 +30,8 @@ from pytensor.link.jax.dispatch import jax_funcify
 from pytensor.tensor.random.type import RandomType
 from pytensor.tensor.variable import TensorVariable
 
-from pymc_jaxops import _jax_rv_samplers  # noqa: F401  (registers missing JAX samplers)
 from pymc_jaxops.precision import require_x64
+from pymc_jaxops.to_jax import _rv_samplers  # noqa: F401  (registers missing JAX samplers)
 
 __all__ = ["JaxModel", "model_to_jax"]
 

@@ -26,12 +26,12 @@ from pymc.backends.arviz import (
 )
 from pymc.model import modelcontext
 
-from pymc_jaxops._chains import CHAIN_METHODS, ChainLayout, ChainMethod
-from pymc_jaxops.model import JaxModel, model_to_jax
+from pymc_jaxops.to_jax._chains import CHAIN_METHODS, ChainLayout, ChainMethod
+from pymc_jaxops.to_jax.model import JaxModel, model_to_jax
 
 __all__ = ["sample_blackjax_nuts"]
 
-_log = logging.getLogger("pymc_jaxops.blackjax_nuts")
+_log = logging.getLogger(__name__)
 
 RandomSeed: TypeAlias = int | Sequence[int] | np.ndarray | np.random.Generator | None
 
