@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import re
 import sys
 import weakref
 from collections import OrderedDict
@@ -31,7 +30,7 @@ from pytensor.tensor.variable import TensorVariable
 from pymc_jaxops import ops
 from pymc_jaxops.ops import JaxOp
 from pymc_jaxops.precision import scoped, trace_mode
-from pymc_jaxops.shapes import infer_outputs
+from pymc_jaxops.shapes import explain_trace_error, infer_outputs, mentions_symbolic_dim
 
 __all__ = ["as_pytensor_op", "clear_caches"]
 
@@ -234,15 +233,7 @@ class PytensorJaxFunction:
 
     def _trace_error(self, err: Exception, paths, input_types, flat: _FlatCall) -> Exception:
         names = [self._describe(p) for p in paths]
-        message = re.sub(
-            r"\bin(\d+)d(\d+)\b", lambda m: f"{names[int(m[1])]}.shape[{m[2]}]", str(err)
-        )
-        # JAX numbers our flat inputs args[k] and points into our tracing helper: say which
-        # argument of the user's function it means instead.
-        message = re.sub(r"\bargs\[(\d+)\]", lambda m: f"`{names[int(m[1])]}`", message)
-        message = re.sub(
-            r"The error occurred while tracing the function flat at \S+ for \w+\. ?", "", message
-        )
+        message = explain_trace_error(str(err), names)
         hint = _HINTS.get(type(err).__name__, "")
         if not hint and _symbolic_dim_failure(err, flat, input_types):
             unknown = ", ".join(
@@ -299,9 +290,7 @@ def _symbolic_dim_failure(err: Exception, flat: _FlatCall, input_types) -> bool:
     inconclusive = getattr(jax.errors, "InconclusiveDimensionOperation", ())
     chain: BaseException | None = err
     while chain is not None:
-        if isinstance(chain, inconclusive) or re.search(
-            r"_DimExpr|symbolic dim|\bin\d+d\d+\b", str(chain)
-        ):
+        if isinstance(chain, inconclusive) or mentions_symbolic_dim(str(chain)):
             return True
         chain = chain.__cause__ or chain.__context__
     structs = [
