@@ -15,7 +15,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast, overload
+from typing import Any, cast, overload
 
 import jax
 import numpy as np
@@ -33,8 +33,6 @@ from pymc_jaxops.precision import scoped, trace_mode
 from pymc_jaxops.shapes import explain_trace_error, infer_outputs, mentions_symbolic_dim
 
 __all__ = ["as_pytensor_op", "clear_caches"]
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 _ARRAY_LEAVES = (Variable, np.ndarray, np.generic, jax.Array, float, complex)
 _OUTPUT_LEAVES = (jax.Array, np.ndarray, np.generic, bool, int, float, complex)
@@ -326,12 +324,19 @@ def _lookup(module: str, qualname: str):
 
 
 @overload
-def as_pytensor_op(jax_function: F, *, name: str | None = None, allow_eval: bool = True) -> F: ...
+def as_pytensor_op(
+    jax_function: Callable[..., Any], *, name: str | None = None, allow_eval: bool = True
+) -> PytensorJaxFunction: ...
 @overload
 def as_pytensor_op(
     jax_function: None = None, *, name: str | None = None, allow_eval: bool = True
-) -> Callable[[F], F]: ...
-def as_pytensor_op(jax_function=None, *, name=None, allow_eval=True):
+) -> Callable[[Callable[..., Any]], PytensorJaxFunction]: ...
+def as_pytensor_op(
+    jax_function: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    allow_eval: bool = True,
+) -> PytensorJaxFunction | Callable[[Callable[..., Any]], PytensorJaxFunction]:
     """Make a JAX function callable on PyTensor variables, with gradients.
 
     Arguments may be PyTensor variables, NumPy arrays, Python floats, or pytrees (dicts,
@@ -364,8 +369,10 @@ def as_pytensor_op(jax_function=None, *, name=None, allow_eval=True):
 
     Returns
     -------
-    callable
-        The wrapped function. Also usable as ``@as_pytensor_op(name=..., allow_eval=...)``.
+    PytensorJaxFunction
+        The wrapped function, called like the original on PyTensor variables. Called with
+        keyword options only (``@as_pytensor_op(name=..., allow_eval=...)``), a decorator
+        that returns one.
 
     Examples
     --------
@@ -381,5 +388,5 @@ def as_pytensor_op(jax_function=None, *, name=None, allow_eval=True):
     -0.05
     """
     if jax_function is None:
-        return functools.partial(as_pytensor_op, name=name, allow_eval=allow_eval)
+        return functools.partial(PytensorJaxFunction, name=name, allow_eval=allow_eval)
     return PytensorJaxFunction(jax_function, name, allow_eval)
