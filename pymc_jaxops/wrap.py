@@ -32,7 +32,7 @@ from pymc_jaxops.ops import JaxOp
 from pymc_jaxops.precision import scoped, trace_mode
 from pymc_jaxops.shapes import explain_trace_error, infer_outputs, mentions_symbolic_dim
 
-__all__ = ["as_pytensor_op", "clear_caches"]
+__all__ = ["PytensorJaxFunction", "as_pytensor_op", "clear_caches"]
 
 _ARRAY_LEAVES = (Variable, np.ndarray, np.generic, jax.Array, float, complex)
 _OUTPUT_LEAVES = (jax.Array, np.ndarray, np.generic, bool, int, float, complex)

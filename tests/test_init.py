@@ -1,6 +1,10 @@
 """The package's top level: what ``import pymc_jaxops`` costs, and its public surface."""
 
+import ast
+import importlib
+import inspect
 import json
+import pkgutil
 from importlib.metadata import version
 
 import pytest
@@ -71,3 +75,37 @@ def test_lazy_names_are_the_defining_modules_objects():
 def test_unknown_attribute_raises_attribute_error():
     with pytest.raises(AttributeError, match="no attribute 'nonexistent'"):
         pymc_jaxops.nonexistent  # noqa: B018
+
+
+def _defined_names(module) -> set[str]:
+    """Names a module's own code binds at import: functions, classes, assignments."""
+    names: set[str] = set()
+    blocks = [ast.parse(inspect.getsource(module)).body]
+    while blocks:
+        for node in blocks.pop():
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                names.add(node.name)
+            elif isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                names |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+            elif isinstance(node, ast.If | ast.Try | ast.With):  # still module level
+                blocks += [node.body, getattr(node, "orelse", []), getattr(node, "finalbody", [])]
+                blocks += [h.body for h in getattr(node, "handlers", [])]
+    return {n for n in names if not (n.startswith("__") and n.endswith("__"))}
+
+
+def _public_modules():
+    yield pymc_jaxops
+    for info in pkgutil.walk_packages(pymc_jaxops.__path__, "pymc_jaxops."):
+        if not any(part.startswith("_") for part in info.name.split(".")):
+            yield importlib.import_module(info.name)
+
+
+@pytest.mark.parametrize("module", list(_public_modules()), ids=lambda m: m.__name__)
+def test_public_modules_expose_only_their_all(module):
+    """In a module without a leading underscore, a name it defines is listed or private."""
+    exported = set(getattr(module, "__all__", ()))
+    leaked = {n for n in _defined_names(module) if not n.startswith("_")} - exported
+    assert not leaked, f"{module.__name__}: add to __all__ or prefix with _: {sorted(leaked)}"
+    for name in exported:
+        assert hasattr(module, name), f"{module.__name__}.__all__ lists missing {name!r}"
