@@ -18,7 +18,6 @@ import importlib
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-from pymc_jaxops import _jax_rv_samplers  # noqa: F401  (JAX samplers PyTensor lacks)
 from pymc_jaxops import absorb as _absorb  # noqa: F401  (whole-graph XLA rewrite)
 from pymc_jaxops import dispatch as _dispatch  # noqa: F401  (registers jax_funcify)
 from pymc_jaxops import multiprocess as _multiprocess  # noqa: F401  (no fork of live JAX)
@@ -31,11 +30,12 @@ from pymc_jaxops.bridge import (
     unregister_jax_fallback,
 )
 from pymc_jaxops.devices import set_cpu_devices
+from pymc_jaxops.to_jax import _rv_samplers  # noqa: F401  (JAX samplers PyTensor lacks)
 from pymc_jaxops.wrap import as_pytensor_op, clear_caches
 
 if TYPE_CHECKING:
-    from pymc_jaxops.blackjax_nuts import sample_blackjax_nuts
-    from pymc_jaxops.model import JaxModel, model_to_jax
+    from pymc_jaxops.to_jax.blackjax_nuts import sample_blackjax_nuts
+    from pymc_jaxops.to_jax.model import JaxModel, model_to_jax
 
 # On by default so black-box Ops sample with NumPyro out of the box; scoped to Ops with no
 # JAX implementation of their own; unregister_jax_fallback() switches it off.
@@ -48,9 +48,9 @@ except PackageNotFoundError:  # a source tree on sys.path, never installed
 
 # Public name -> module that defines it, imported on first attribute access.
 _LAZY = {
-    "JaxModel": "pymc_jaxops.model",
-    "model_to_jax": "pymc_jaxops.model",
-    "sample_blackjax_nuts": "pymc_jaxops.blackjax_nuts",
+    "JaxModel": "pymc_jaxops.to_jax.model",
+    "model_to_jax": "pymc_jaxops.to_jax.model",
+    "sample_blackjax_nuts": "pymc_jaxops.to_jax.blackjax_nuts",
 }
 
 __all__ = [

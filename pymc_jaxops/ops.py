@@ -28,9 +28,9 @@ from pytensor.tensor.exceptions import ShapeError
 from pytensor.tensor.type import TensorType
 
 from pymc_jaxops.precision import mode_of, run_in
-from pymc_jaxops.shapes import OutputSignature, _symbol, dim_to_pytensor
+from pymc_jaxops.shapes import InputDim, OutputSignature, dim_to_pytensor, symbolic_shape
 
-__all__ = ["JaxOp", "JaxValueAndGradOp"]
+__all__ = ["JaxOp", "JaxValueAndGradOp", "for_this_machine"]
 
 # The only strong references to jitted functions (and the XLA executables they hold), least
 # recently used first. Ops hold theirs weakly: PyTensor's rewriters keep every Op they have
@@ -219,7 +219,7 @@ class JaxOp(Op):
         sig = self.signature
         if any(d is None for dims in sig.dims for d in dims):
             raise ShapeError(f"{self}: output shape known only at run time")
-        env = {name: input_shapes[i][d] for name, (i, d) in sig.sources}
+        env = {name: input_shapes[dim.arg][dim.axis] for name, dim in sig.sources}
         return [
             tuple(
                 pt.as_tensor_variable(d if isinstance(d, int) else dim_to_pytensor(d, env))
@@ -316,18 +316,12 @@ class JaxValueAndGradOp(JaxOp):
         n_in = len(base.input_types)
         bsig = base.signature
         wrt = [i for i, w in enumerate(self.wrt_mask) if w]
-        grad_dims = [
-            tuple(
-                s if s is not None else _symbol(i, d)
-                for d, s in enumerate(base.input_types[i].shape)
-            )
-            for i in wrt
-        ]
+        grad_dims = [symbolic_shape(i, base.input_types[i].shape) for i in wrt]
         sources = dict(bsig.sources)
         for i in wrt:
             for d, s in enumerate(base.input_types[i].shape):
                 if s is None:
-                    sources[_symbol(i, d)] = (i, d)
+                    sources[InputDim(i, d).symbol] = InputDim(i, d)
         signature = OutputSignature(
             types=(*bsig.types, *(base.input_types[i] for i in wrt)),
             dims=(*bsig.dims, *grad_dims),

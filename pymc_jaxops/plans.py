@@ -19,6 +19,8 @@ from collections.abc import Callable
 
 import jax
 
+__all__ = ["MEASURE_ABOVE_S", "fastest"]
+
 MEASURE_ABOVE_S = 100e-6
 """Time the alternative plan only when the default one takes at least this long."""
 

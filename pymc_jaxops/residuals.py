@@ -32,7 +32,7 @@ from pymc_jaxops.plans import fastest
 from pymc_jaxops.precision import run_in
 from pymc_jaxops.shapes import OutputSignature, infer_outputs
 
-__all__ = ["JaxBackwardOp", "JaxForwardOp", "split_value_and_grad"]
+__all__ = ["JaxBackwardOp", "JaxForwardOp", "split_value_and_grad", "value_and_grad_plan"]
 
 
 def _vjp(fn: Callable, primals: Sequence, ct_mask, wrt_mask):

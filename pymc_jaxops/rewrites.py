@@ -23,6 +23,8 @@ from pytensor.graph.traversal import ancestors
 from pymc_jaxops.ops import JaxOp, JaxValueAndGradOp
 from pymc_jaxops.residuals import split_value_and_grad
 
+__all__ = ["fuse_value_and_grad"]
+
 
 class _FuseValueAndGrad(GraphRewriter):
     def add_requirements(self, fgraph):

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import ast
 import operator
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import jax
 import numpy as np
@@ -20,6 +22,53 @@ from pytensor.tensor.type import TensorType
 
 Dim = int | str  # a static size, or a symbolic expression over input dims
 
+__all__ = [
+    "Dim",
+    "InputDim",
+    "OutputSignature",
+    "dim_to_pytensor",
+    "explain_trace_error",
+    "infer_outputs",
+    "mentions_symbolic_dim",
+    "rename_dims",
+    "symbolic_shape",
+]
+
+_SYMBOL = re.compile(r"\bin(\d+)d(\d+)\b")
+_IDENTIFIER = re.compile(r"\b[A-Za-z_]\w*\b")
+
+
+@dataclass(frozen=True, order=True)
+class InputDim:
+    """Axis ``axis`` of flat input ``arg``, a size PyTensor does not know at build time.
+
+    JAX traces it as the symbolic dimension named :attr:`symbol`; output dims are
+    expressions over such names (see :func:`dim_to_pytensor`).
+    """
+
+    arg: int
+    axis: int
+
+    @property
+    def symbol(self) -> str:
+        """The name JAX traces this dim as (a valid symbolic-dim identifier)."""
+        return f"in{self.arg}d{self.axis}"
+
+    @classmethod
+    def from_symbol(cls, name: str) -> InputDim | None:
+        """The dim a symbol names, or ``None`` for any other name (e.g. a shared symbol)."""
+        m = _SYMBOL.fullmatch(name)
+        return cls(int(m[1]), int(m[2])) if m else None
+
+    def shifted(self, axes: int) -> InputDim:
+        """The same dim after ``axes`` leading axes are added to its input."""
+        return InputDim(self.arg, self.axis + axes)
+
+
+def symbolic_shape(arg: int, shape: Sequence[int | None]) -> tuple[Dim, ...]:
+    """Input ``arg``'s shape with each unknown size replaced by its :class:`InputDim` symbol."""
+    return tuple(s if s is not None else InputDim(arg, d).symbol for d, s in enumerate(shape))
+
 
 @dataclass(frozen=True)
 class OutputSignature:
@@ -27,17 +76,43 @@ class OutputSignature:
 
     ``dims[k][j]`` is an int for a static dim, a string expression for a symbolic one, or
     ``None`` when the shape could only be found from concrete input sizes.
-    ``sources`` maps each symbol to the ``(input index, axis)`` that defines it.
+    ``sources`` maps each symbol to the input dim that defines it.
     """
 
     types: tuple[TensorType, ...]
     dims: tuple[tuple[Dim | None, ...], ...]
-    sources: tuple[tuple[str, tuple[int, int]], ...]
+    sources: tuple[tuple[str, InputDim], ...]
     treedef: object  # jax PyTreeDef of the outputs, as the user function returned them
 
 
-def _symbol(i: int, d: int) -> str:
-    return f"in{i}d{d}"
+def rename_dims(expr: Dim | None, rename: Mapping[str, str]) -> Dim | None:
+    """``expr`` with every symbol in ``rename`` replaced by its new name."""
+    if isinstance(expr, str):
+        return _IDENTIFIER.sub(lambda m: rename.get(m[0], m[0]), expr)
+    return expr
+
+
+def mentions_symbolic_dim(text: str) -> bool:
+    """Whether an error message is about a symbolic dim (JAX's own words, or our symbols)."""
+    return bool(re.search(r"_DimExpr|symbolic dim", text) or _SYMBOL.search(text))
+
+
+# JAX names the function it traced (``_trace``'s ``flat``) and its flat inputs ``args[k]``.
+_TRACED_FUNCTION = re.compile(
+    r"The error occurred while tracing the function flat at \S+ for \w+\. ?"
+)
+_TRACED_ARGUMENT = re.compile(r"\bargs\[(\d+)\]")
+
+
+def explain_trace_error(message: str, names: Sequence[str]) -> str:
+    """A JAX tracing error of :func:`infer_outputs` in the user's words.
+
+    ``names[i]`` names flat input ``i``: input dims become ``name.shape[axis]``, JAX's
+    ``args[i]`` becomes ```name```, and the mention of our tracing helper is dropped.
+    """
+    message = _SYMBOL.sub(lambda m: f"{names[int(m[1])]}.shape[{m[2]}]", message)
+    message = _TRACED_ARGUMENT.sub(lambda m: f"`{names[int(m[1])]}`", message)
+    return _TRACED_FUNCTION.sub("", message)
 
 
 def _structs(input_types: Sequence[TensorType], shared: bool):
@@ -45,20 +120,20 @@ def _structs(input_types: Sequence[TensorType], shared: bool):
     unknown = [
         (i, d) for i, t in enumerate(input_types) for d, s in enumerate(t.shape) if s is None
     ]
-    names = ["n"] if shared else [_symbol(i, d) for i, d in unknown]
+    names = ["n"] if shared else [InputDim(i, d).symbol for i, d in unknown]
     symbols = (
         dict(zip(names, jax.export.symbolic_shape(", ".join(names)), strict=True))
         if unknown
         else {}
     )
     structs: list[jax.ShapeDtypeStruct] = []
-    sources: dict[str, tuple[int, int]] = {}
+    sources: dict[str, InputDim] = {}
     for i, t in enumerate(input_types):
         shape = []
         for d, s in enumerate(t.shape):
             if s is None:
-                name = "n" if shared else _symbol(i, d)
-                sources.setdefault(name, (i, d))
+                name = "n" if shared else InputDim(i, d).symbol
+                sources.setdefault(name, InputDim(i, d))
                 shape.append(symbols[name])
             else:
                 shape.append(s)
@@ -74,7 +149,7 @@ def _trace(fn: Callable, structs) -> tuple[list, object]:
     """Abstractly evaluate ``fn`` (any pytree out); return its flat outputs and treedef."""
     captured = {}
 
-    def flat(*args):
+    def flat(*args):  # named in JAX's errors: see explain_trace_error
         leaves, captured["treedef"] = jax.tree.flatten(fn(*args))
         return leaves
 
@@ -143,8 +218,11 @@ _CALLS = {
 }
 
 
-def dim_to_pytensor(expr: str, env: dict):
-    """Evaluate a JAX symbolic-dim expression (its documented string form) in PyTensor."""
+def dim_to_pytensor(expr: str, env: Mapping[str, Any]):
+    """Evaluate a JAX symbolic-dim expression (its documented string form) in PyTensor.
+
+    ``env`` maps each symbol to its PyTensor value (see :attr:`OutputSignature.sources`).
+    """
 
     def ev(node):
         if isinstance(node, ast.Expression):

@@ -15,7 +15,6 @@ JAX, and picklable.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -27,7 +26,7 @@ from pytensor.tensor.extra_ops import broadcast_shape
 from pytensor.tensor.type import TensorType
 
 from pymc_jaxops.ops import JaxOp
-from pymc_jaxops.shapes import Dim, OutputSignature, _symbol
+from pymc_jaxops.shapes import Dim, InputDim, OutputSignature, rename_dims
 
 __all__: list[str] = []
 
@@ -105,37 +104,31 @@ def _broadcast_batch(inputs, batch_ndims, n_batch):
     return out, static
 
 
-_NAME = re.compile(r"\b[A-Za-z_]\w*\b")
-
-
 def _batched_signature(
     sig: OutputSignature, batched: tuple[bool, ...], n_batch: int, batch_static
 ) -> OutputSignature:
     """The core signature with ``n_batch`` leading dims on every output.
 
-    Symbols are renamed ``in{i}d{axis}`` after the input axis they now come from, so the
+    Symbols are renamed after the input dim they now come from (:class:`InputDim`), so the
     names stay unique when a value-and-grad Op adds its own (it uses the same scheme).
     """
     first = batched.index(True)
     shift = [n_batch if b else 0 for b in batched]
-    rename = {name: _symbol(i, d + shift[i]) for name, (i, d) in sig.sources}
-    sources = {rename[name]: (i, d + shift[i]) for name, (i, d) in sig.sources}
+    moved = {name: dim.shifted(shift[dim.arg]) for name, dim in sig.sources}
+    rename = {name: dim.symbol for name, dim in moved.items()}
+    sources = {dim.symbol: dim for dim in moved.values()}
     batch_dims: list[Dim] = []
     for k, size in enumerate(batch_static):
         if size is None:
-            sources[_symbol(first, k)] = (first, k)
-            batch_dims.append(_symbol(first, k))
+            dim = InputDim(first, k)
+            sources[dim.symbol] = dim
+            batch_dims.append(dim.symbol)
         else:
             batch_dims.append(size)
 
-    def renamed(d: Dim | None) -> Dim | None:
-        if isinstance(d, str):
-            return _NAME.sub(lambda m: rename.get(m.group(0), m.group(0)), d)
-        return d
-
     return OutputSignature(
         types=tuple(TensorType(t.dtype, shape=(*batch_static, *t.shape)) for t in sig.types),
-        dims=tuple((*batch_dims, *(renamed(d) for d in dims)) for dims in sig.dims),
+        dims=tuple((*batch_dims, *(rename_dims(d, rename) for d in dims)) for dims in sig.dims),
         sources=tuple(sorted(sources.items())),
         treedef=None,
     )

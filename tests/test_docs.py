@@ -6,14 +6,13 @@ import pytest
 
 from pymc_jaxops import (
     absorb,
-    blackjax_nuts,
     devices,
-    model,
     multiprocess,
     plans,
     residuals,
     wrap,
 )
+from pymc_jaxops.to_jax import blackjax_nuts, model
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,14 @@ import pytest
 
 from pymc_jaxops import as_pytensor_op
 from pymc_jaxops.ops import JaxOp
+from pymc_jaxops.shapes import (
+    InputDim,
+    dim_to_pytensor,
+    explain_trace_error,
+    mentions_symbolic_dim,
+    rename_dims,
+    symbolic_shape,
+)
 
 
 def test_static_dims_survive_unknown_ones():
@@ -68,3 +76,28 @@ def test_unknown_branching_on_free_input_is_a_clear_error():
 def test_unknown_dim_broadcast_against_fixed_size_names_the_argument():
     with pytest.raises(TypeError, match=r"(?s)x\.shape\[0\].*pt\.specify_shape"):
         as_pytensor_op(lambda x: x * jnp.arange(3.0))(pt.vector("x"))
+
+
+def test_input_dims_are_the_one_symbol_scheme():
+    dim = InputDim(1, 2)
+    assert InputDim.from_symbol(dim.symbol) == dim
+    assert InputDim.from_symbol("n") is None
+    assert dim.shifted(3) == InputDim(1, 5)
+    assert symbolic_shape(0, (None, 4, None)) == (
+        InputDim(0, 0).symbol,
+        4,
+        InputDim(0, 2).symbol,
+    )
+    renamed = rename_dims(f"2*{dim.symbol} - max(n, 1)", {dim.symbol: "a", "n": "b"})
+    assert renamed == "2*a - max(b, 1)"
+    assert rename_dims(7, {}) == 7
+    message = explain_trace_error(f"args[1] has {dim.symbol} rows", ["x", "w"])
+    assert message == "`w` has w.shape[2] rows"
+    assert mentions_symbolic_dim(f"size {dim.symbol}")
+    assert not mentions_symbolic_dim("size 3")
+
+
+def test_symbolic_dim_expressions_evaluate_in_pytensor():
+    a, b = pt.iscalar("a"), pt.iscalar("b")
+    expr = dim_to_pytensor("2*a - floordiv(b, 2) + max(a, b)", {"a": a, "b": b})
+    assert expr.eval({a: 3, b: 5}) == 2 * 3 - 5 // 2 + 5

@@ -19,17 +19,17 @@ from pymc_jaxops.bridge._spec import CallSpec, declared_outputs, label_of
 
 __all__ = ["numba_to_jax"]
 
-OutSpec: TypeAlias = Any  # a ShapeDtypeStruct-like object, or a tuple/list of them
-Backend: TypeAlias = Literal["auto", "ffi", "callback"]
+_OutSpec: TypeAlias = Any  # a ShapeDtypeStruct-like object, or a tuple/list of them
+_Backend: TypeAlias = Literal["auto", "ffi", "callback"]
 
 
 def numba_to_jax(
     fn: Callable[..., Any],
-    out: OutSpec | Callable[..., OutSpec],
+    out: _OutSpec | Callable[..., _OutSpec],
     *,
     grad: Callable[..., Any] | None = None,
     vjp: Callable[..., Any] | None = None,
-    backend: Backend = "auto",
+    backend: _Backend = "auto",
 ) -> Callable[..., Any]:
     """Make a Numba function callable from JAX, as an XLA FFI custom call.
 
@@ -128,7 +128,7 @@ def numba_to_jax(
     return _BridgedFunction(fn, out, grad, vjp, backend)
 
 
-def _use_ffi(f: Callable[..., Any], role: str, backend: Backend, label: str) -> bool:
+def _use_ffi(f: Callable[..., Any], role: str, backend: _Backend, label: str) -> bool:
     if backend == "callback":
         return False
     if can_ffi(f):
@@ -146,7 +146,7 @@ def _zero_cotangent(a: jax.Array) -> Any:
     return np.zeros(a.shape, dtype=jax.dtypes.float0)
 
 
-def _rebuild(fn: Any, out: Any, grad: Any, vjp: Any, backend: Backend) -> Callable[..., Any]:
+def _rebuild(fn: Any, out: Any, grad: Any, vjp: Any, backend: _Backend) -> Callable[..., Any]:
     return numba_to_jax(fn, out, grad=grad, vjp=vjp, backend=backend)
 
 
@@ -163,7 +163,7 @@ class _BridgedFunction:
         out: Any,
         grad: Callable[..., Any] | None,
         vjp: Callable[..., Any] | None,
-        backend: Backend,
+        backend: _Backend,
     ):
         self._fn, self._out, self._grad, self._vjp = fn, out, grad, vjp
         self._backend_choice = backend

@@ -153,7 +153,7 @@ def _gradient_fn(op: Any, node: Any) -> Callable[..., list[Any]]:
     return gradient
 
 
-def jax_funcify_fallback(op: Any, node: Any = None, **kwargs: Any) -> Callable[..., Any]:
+def _jax_funcify_fallback(op: Any, node: Any = None, **kwargs: Any) -> Callable[..., Any]:
     """``jax_funcify`` for Ops without a JAX implementation: ``perform`` + ``L_op``."""
     from pytensor.tensor.type import TensorType
 
@@ -268,7 +268,7 @@ def register_jax_fallback() -> None:
     for cls in (FromFunctionOp, Op):  # most specific first: the lookup takes the first match
         if cls not in _PREVIOUS:
             _PREVIOUS[cls] = jax_funcify.dispatch(cls)
-            jax_funcify.register(cls)(jax_funcify_fallback)
+            jax_funcify.register(cls)(_jax_funcify_fallback)
     _ENABLED = True
 
 

@@ -68,24 +68,24 @@ def test_wrap_py_of_numba_function_and_unknown_shapes():
 
     import jax
 
-    from pymc_jaxops.bridge.op_fallback import jax_funcify_fallback
+    from pymc_jaxops.bridge.op_fallback import _jax_funcify_fallback
 
     node = square_op(x).owner
-    fn = jax_funcify_fallback(node.op, node=node)
+    fn = _jax_funcify_fallback(node.op, node=node)
     assert "ffi_call" in str(jax.make_jaxpr(fn)(v))  # the Numba function runs as XLA FFI
     assert "pure_callback" in str(
-        jax.make_jaxpr(jax_funcify_fallback(cos_op, node=cos_op(x).owner))(v)
+        jax.make_jaxpr(_jax_funcify_fallback(cos_op, node=cos_op(x).owner))(v)
     )
 
 
 def test_op_without_gradient_still_runs_forward_and_says_why_grad_fails():
     import jax
 
-    from pymc_jaxops.bridge.op_fallback import jax_funcify_fallback
+    from pymc_jaxops.bridge.op_fallback import _jax_funcify_fallback
 
     x = pt.dvector("x")
     node = cos_op(x).owner
-    fn = jax_funcify_fallback(node.op, node=node)
+    fn = _jax_funcify_fallback(node.op, node=node)
     np.testing.assert_allclose(fn(np.zeros(2)), [1.0, 1.0])
     with pytest.raises(NotImplementedError, match="JAX cannot differentiate FromFunctionOp"):
         jax.grad(lambda v: fn(v).sum())(np.zeros(2))
@@ -95,10 +95,10 @@ def test_ops_with_a_jax_implementation_are_untouched():
     from pytensor.link.jax.dispatch import jax_funcify
     from pytensor.tensor.elemwise import Elemwise
 
-    from pymc_jaxops.bridge.op_fallback import jax_funcify_fallback
+    from pymc_jaxops.bridge.op_fallback import _jax_funcify_fallback
 
-    assert jax_funcify.dispatch(Elemwise) is not jax_funcify_fallback
-    assert jax_funcify.dispatch(SinOp) is jax_funcify_fallback
+    assert jax_funcify.dispatch(Elemwise) is not _jax_funcify_fallback
+    assert jax_funcify.dispatch(SinOp) is _jax_funcify_fallback
 
 
 @pytest.fixture

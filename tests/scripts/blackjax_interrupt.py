@@ -27,7 +27,7 @@ class _Watch(logging.Handler):
             drawing.set()
 
 
-log = logging.getLogger("pymc_jaxops.blackjax_nuts")
+log = logging.getLogger("pymc_jaxops.to_jax.blackjax_nuts")
 log.setLevel(logging.DEBUG)
 log.addHandler(_Watch())
 

@@ -30,15 +30,15 @@ from pytensor.link.jax.dispatch import jax_funcify
 from pytensor.tensor.random.type import RandomType
 from pytensor.tensor.variable import TensorVariable
 
-from pymc_jaxops import _jax_rv_samplers  # noqa: F401  (registers missing JAX samplers)
 from pymc_jaxops.precision import require_x64
+from pymc_jaxops.to_jax import _rv_samplers  # noqa: F401  (registers missing JAX samplers)
 
 __all__ = ["JaxModel", "model_to_jax"]
 
-Params = dict[str, jax.Array]
+_Params = dict[str, jax.Array]
 """Unconstrained parameters: one array per value variable (e.g. ``"sigma_log__"``)."""
 
-Values = dict[str, jax.Array]
+_Values = dict[str, jax.Array]
 """Constrained values: one array per model variable name (e.g. ``"sigma"``)."""
 
 # PyMC retries a jittered initial point this many times when its logp is not finite.
@@ -89,11 +89,11 @@ class JaxModel:
         Shape and dtype of each unconstrained parameter, in ``model.value_vars`` order.
     """
 
-    logdensity: Callable[[Params], jax.Array]
-    constrain: Callable[[Params], Values]
-    initial_params: Callable[[jax.Array], Params]
-    sample_prior: Callable[[jax.Array], Values]
-    sample_posterior_predictive: Callable[[jax.Array, Values], Values]
+    logdensity: Callable[[_Params], jax.Array]
+    constrain: Callable[[_Params], _Values]
+    initial_params: Callable[[jax.Array], _Params]
+    sample_prior: Callable[[jax.Array], _Values]
+    sample_posterior_predictive: Callable[[jax.Array, _Values], _Values]
     param_spec: Mapping[str, jax.ShapeDtypeStruct]
 
 
@@ -173,20 +173,20 @@ def model_to_jax(model: pm.Model | None = None) -> JaxModel:
         return _read(params, param_spec, where, "unconstrained", _PARAMS_HINT)
 
     @jax.jit
-    def logdensity(params: Params) -> jax.Array:
+    def logdensity(params: _Params) -> jax.Array:
         (logp,) = logp_fn(None, read_params(params, "logdensity"))
         return logp
 
     @jax.jit
-    def constrain(params: Params) -> Values:
+    def constrain(params: _Params) -> _Values:
         outs = constrain_fn(None, read_params(params, "constrain"))
         return dict(zip(free_names + det_names, outs, strict=True))
 
     @jax.jit
-    def initial_params(key: jax.Array) -> Params:
+    def initial_params(key: jax.Array) -> _Params:
         checked_key = _as_key(key)
 
-        def draw(attempt: jax.Array) -> tuple[Params, jax.Array]:
+        def draw(attempt: jax.Array) -> tuple[_Params, jax.Array]:
             values = init_fn(jax.random.fold_in(checked_key, attempt), [])
             point = dict(zip(param_spec, values, strict=True))
             return point, logdensity(point)
@@ -204,7 +204,7 @@ def model_to_jax(model: pm.Model | None = None) -> JaxModel:
         return point
 
     @jax.jit
-    def sample_prior(key: jax.Array) -> Values:
+    def sample_prior(key: jax.Array) -> _Values:
         if has_potentials:
             warnings.warn(
                 "sample_prior ignores the model's Potentials, as pm.sample_prior_predictive "
@@ -218,7 +218,7 @@ def model_to_jax(model: pm.Model | None = None) -> JaxModel:
     free_spec = {rv.name: _spec(rv, shapes) for rv in model.free_RVs}
 
     @jax.jit
-    def sample_posterior_predictive(key: jax.Array, values: Values) -> Values:
+    def sample_posterior_predictive(key: jax.Array, values: _Values) -> _Values:
         free_values = {k: v for k, v in values.items() if k not in det_names}
         where = "sample_posterior_predictive"
         inputs = _read(free_values, free_spec, where, "constrained", _VALUES_HINT)

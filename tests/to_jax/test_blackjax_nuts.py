@@ -2,7 +2,6 @@
 
 import contextlib
 import io
-from pathlib import Path
 
 import arviz as az
 import jax
@@ -10,10 +9,11 @@ import numpy as np
 import pymc as pm
 import pytest
 
-from pymc_jaxops import blackjax_nuts, sample_blackjax_nuts
+from pymc_jaxops import sample_blackjax_nuts
+from pymc_jaxops.to_jax import blackjax_nuts
 from tests import _subprocess
 
-SCRIPTS = Path(__file__).parent / "scripts"
+SCRIPTS = _subprocess.SCRIPTS
 
 TRUE = {"alpha": 1.0, "beta": np.array([2.0, -1.0]), "sigma": 0.5}
 

@@ -11,7 +11,7 @@ import pytensor.tensor as pt
 import pytest
 from scipy import stats
 
-import pymc_jaxops._jax_rv_samplers  # noqa: F401
+import pymc_jaxops.to_jax._rv_samplers  # noqa: F401
 from pymc_jaxops import model_to_jax
 
 

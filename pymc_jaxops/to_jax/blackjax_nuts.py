@@ -26,14 +26,14 @@ from pymc.backends.arviz import (
 )
 from pymc.model import modelcontext
 
-from pymc_jaxops._chains import CHAIN_METHODS, ChainLayout, ChainMethod
-from pymc_jaxops.model import JaxModel, model_to_jax
+from pymc_jaxops.to_jax._chains import CHAIN_METHODS, ChainLayout, ChainMethod
+from pymc_jaxops.to_jax.model import JaxModel, model_to_jax
 
 __all__ = ["sample_blackjax_nuts"]
 
-_log = logging.getLogger("pymc_jaxops.blackjax_nuts")
+_log = logging.getLogger(__name__)
 
-RandomSeed: TypeAlias = int | Sequence[int] | np.ndarray | np.random.Generator | None
+_RandomSeed: TypeAlias = int | Sequence[int] | np.ndarray | np.random.Generator | None
 
 # Draws per compiled chunk call are chosen so one call takes about this long: an interrupt
 # (Ctrl-C) is honoured between calls, and the progress bar moves.
@@ -49,7 +49,7 @@ def sample_blackjax_nuts(
     tune: int = 1000,
     chains: int = 4,
     target_accept: float = 0.8,
-    random_seed: RandomSeed = None,
+    random_seed: _RandomSeed = None,
     chain_method: ChainMethod | None = None,
     max_tree_depth: int = 10,
     progressbar: bool = True,
@@ -476,7 +476,7 @@ def _hint_devices(layout: ChainLayout) -> None:
         )
 
 
-def _seed_from(random_seed: RandomSeed) -> int:
+def _seed_from(random_seed: _RandomSeed) -> int:
     """A 32-bit JAX seed from anything pm.sample accepts as ``random_seed``."""
     if random_seed is None:
         return int(np.random.SeedSequence().generate_state(1)[0])

@@ -14,7 +14,7 @@ Corrections are the exception: PyTensor 2.38's categorical sampler hands ``logit
 frequencies near ``[0.14, 0.26, 0.59]``. Those samplers are replaced unconditionally (an
 exact sampler replacing a fixed one changes nothing). So is PyTensor's ``jax_funcify`` of
 ``RandomVariable``, wrapped so that draws sharing one RNG state agree (see the end of the
-module); ``tests/test_jax_rv_samplers.py`` checks every distribution ``model_to_jax`` draws.
+module); ``tests/to_jax/test_rv_samplers.py`` checks every distribution ``model_to_jax`` draws.
 """
 
 from collections.abc import Callable
