@@ -6,10 +6,13 @@ and worker start-up all count, as they do for a user. Per model, the runs altern
 ``cores=1`` and ``cores=2`` so both share whatever else the machine is doing. Two ways of
 starting the chains are compared:
 
-* ``before``: what ``pymc_jaxops`` did until now, ``spawn`` (the worker re-runs the script's
-  imports) with this package's process handling switched off
+* ``spawn``: what ``pymc_jaxops`` did before its process handling, ``spawn`` (the worker
+  re-runs the script's imports) with this package's process handling switched off
   (``PYMC_JAXOPS_SAFE_PROCESSES=0``, ``mp_ctx="spawn"``);
-* ``after``: the default, chain processes started fresh without ``__main__``.
+* ``processes``: chain processes started fresh without ``__main__``, all at once (chain
+  threads switched off, ``PYMC_JAXOPS_CHAIN_THREADS=off``);
+* ``default``: what a user gets: chains in threads of the script's process where that pays
+  (``pymc_jaxops._thread_start``), fresh processes otherwise.
 
 Models: the seed HMM (2 chains x 200 tune / 200 draws) and a cheap Normal likelihood
 (2 chains x 1000 / 1000).
@@ -35,8 +38,9 @@ from benchmarks._common import banner  # noqa: E402
 
 SCRIPT = ROOT / "benchmarks" / "scripts" / "mp_user_script.py"
 VARIANTS = {
-    "before": ({"PYMC_JAXOPS_SAFE_PROCESSES": "0"}, "spawn"),
-    "after": ({}, "default"),
+    "spawn": ({"PYMC_JAXOPS_SAFE_PROCESSES": "0"}, "spawn"),
+    "processes": ({"PYMC_JAXOPS_CHAIN_THREADS": "off"}, "default"),
+    "default": ({}, "default"),
 }
 
 
@@ -70,7 +74,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--models", default="hmm,cheap")
-    parser.add_argument("--variants", default="before,after")
+    parser.add_argument("--variants", default="spawn,processes,default")
     args = parser.parse_args()
     banner("bench_multiprocess: wall time of `python script.py`, cores=2 / cores=1")
     print(f"load average at start: {os.getloadavg()[0]:.2f} (1 min)")
