@@ -4,14 +4,15 @@ For a model whose logp+gradient is one XLA computation worth hundreds of microse
 chain process pays for what the parent already has: a fresh interpreter imports PyMC and
 JAX (2 to 5 s on two cores), re-links the step's PyTensor functions and compiles the JAX
 programs again, while the sampling itself mostly waits on XLA, which releases the GIL. So
-:func:`pays` measures one logp+gradient call of the step in the parent, and when it is
-XLA-bound, :class:`Popen` runs PyMC's own worker function in a thread of this process: no
-import, no compilation, one XLA runtime shared by the chains. PyMC's messages still travel
-over its pipe and its draws through its shared memory, unchanged.
+:func:`pays` looks at the step's compiled logp+gradient in the parent: when it is one XLA
+call (``pymc_jaxops.absorb``) that takes long enough, or when the chains are too short for
+a process to pay for its start, :class:`Popen` runs PyMC's own worker function in a thread
+of this process: no import, no compilation, one XLA runtime shared by the chains. PyMC's
+messages still travel over its pipe and its draws through its shared memory, unchanged.
 
-Each thread gets its own copy of the step method (PyTensor functions keep their values in
-per-function storage, so two threads must not share one); the copies share this process's
-jitted JAX functions and the plans timed here.
+Each thread gets its own copy of the step method, made in the parent (PyTensor functions
+keep their values in per-function storage, so two threads must not share one); the copies
+share this process's jitted JAX functions and the plans timed here.
 """
 
 from __future__ import annotations
@@ -19,8 +20,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
+import socket
 import threading
 import time
+import weakref
+from collections.abc import Sequence
 from multiprocessing import util as _util
 from multiprocessing.connection import Connection
 from typing import Any
@@ -36,7 +41,7 @@ _logger = logging.getLogger("pymc")
 util: Any = _util  # the standard library's private helpers have no type stubs
 
 THREADS_ABOVE_S = 150e-6
-"""Chains run in threads when one logp+gradient call of the model takes at least this long.
+"""Chains run in threads when one logp+gradient call, all in XLA, takes at least this long.
 
 Below it, PyMC's NUTS bookkeeping in Python (tens of microseconds a step, holding the GIL)
 is a large share of each step and two threads would mostly take turns.
@@ -45,8 +50,8 @@ is a large share of each step and two threads would mostly take turns.
 PROCESS_START_S = 5.0
 """What starting a fresh chain process costs on two cores (import, re-link, compile).
 
-A chain expected to take less than this runs in a thread even when the model is cheap:
-a process could not win back its start.
+Chains that, taking turns on the GIL in threads, would all end within this run in threads
+even when the model is cheap: processes could not win back their start.
 """
 
 # A rough chain length: leapfrog steps per draw, and PyMC's Python work per step.
@@ -61,96 +66,158 @@ def _logp_dlogp_functions(step: Any) -> list[Any]:
     return [m._logp_dlogp_func for m in methods if hasattr(m, "_logp_dlogp_func")]
 
 
-def _seconds_per_call(fn: Any, shared_point: dict[str, Any]) -> float:
-    point = {
-        name: np.frombuffer(a, dtype).reshape(shape)
-        for name, (a, shape, dtype) in shared_point.items()
-    }
-    x = np.concatenate([np.ravel(point[v.name]) for v in fn._grad_vars])
-    compiled = fn._pytensor_function  # the step sets its extra (shared) values itself
-    compiled(x)  # compiled and warm already (PyMC evaluated it); once more for the caches
+def _runs_in_xla(compiled: Any) -> bool:
+    # Only then is a call's time spent where the GIL is released: PyTensor's C VM holds it.
+    from pymc_jaxops.absorb import XlaGraphOp
+
+    nodes = compiled.maker.fgraph.apply_nodes
+    return len(nodes) == 1 and isinstance(next(iter(nodes)).op, XlaGraphOp)
+
+
+def _seconds_per_call(compiled: Any, x: np.ndarray) -> float:
+    compiled(x)  # usually warm already (PyMC evaluated it at the start point)
     best = float("inf")
-    for _ in range(3):
+    for _ in range(2):
         t0 = time.perf_counter()
         compiled(x)
         best = min(best, time.perf_counter() - t0)
+        if best >= THREADS_ABOVE_S:
+            break
     return best
+
+
+def _usable(args: Sequence[Any]) -> bool:
+    """PyMC's worker arguments as this module knows them, with nothing it cannot copy."""
+    return len(args) > _ZARR and not args[_STEP_IS_PICKLED] and args[_ZARR] is None
+
+
+# One decision per step object: every chain of one pm.sample call gets the same answer.
+_DECISIONS: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
 
 def pays(process_obj: Any) -> bool:
     """Whether ``process_obj`` (a ``pm.sample`` chain process) should run as a thread.
 
-    True for gradient-based steps whose logp+gradient call takes at least
-    :data:`THREADS_ABOVE_S` here (XLA-bound: threads run in parallel), or whose chain is
-    expected to take less than :data:`PROCESS_START_S` (a process cannot pay for its start);
-    False for everything else, or if it cannot be measured.
+    True for gradient-based steps whose compiled logp+gradient is one XLA call
+    (``pymc_jaxops.absorb``) taking at least :data:`THREADS_ABOVE_S` here (the chains then
+    run side by side, the GIL released), or whose chains, even taking turns on the GIL, end
+    sooner than processes could start (:data:`PROCESS_START_S`); False for everything else,
+    or if it cannot be measured.
     """
     args = getattr(process_obj, "_args", ())
-    if len(args) <= _ZARR or args[_STEP_IS_PICKLED] or args[_ZARR] is not None:
+    if not _usable(args):
         return False
+    step = args[_STEP]
     try:
-        fns = _logp_dlogp_functions(args[_STEP])
-        if not fns:
-            return False
-        seconds = max(_seconds_per_call(fn, args[_SHARED_POINT]) for fn in fns)
+        return _DECISIONS[step]
+    except (KeyError, TypeError):
+        pass
+    try:
+        decision = _decide(step, args)
     except Exception as error:  # a step PyMC changed: start a process, as before
         _logger.debug("pymc_jaxops: could not time the chain's logp+dlogp: %s", error)
+        decision = False
+    with contextlib.suppress(TypeError):
+        _DECISIONS[step] = decision
+    return decision
+
+
+def _decide(step: Any, args: Sequence[Any]) -> bool:
+    fns = _logp_dlogp_functions(step)
+    if not fns:
         return False
+    point = {
+        name: np.frombuffer(a, dtype).reshape(shape)
+        for name, (a, shape, dtype) in args[_SHARED_POINT].items()
+    }
+    seconds, in_xla = 0.0, True
+    for fn in fns:
+        x = np.concatenate([np.ravel(point[v.name]) for v in fn._grad_vars])
+        compiled = fn._pytensor_function  # the step sets its extra (shared) values itself
+        seconds = max(seconds, _seconds_per_call(compiled, x))
+        in_xla = in_xla and _runs_in_xla(compiled)
+    if in_xla and seconds >= THREADS_ABOVE_S:
+        return True
+    # Taking turns on the GIL, n chains in threads cost about n chain lengths; in processes,
+    # a start plus one chain length.
     draws = int(args[_DRAWS]) + int(args[_TUNE])
     chain_s = draws * _STEPS_PER_DRAW * (seconds + _PYTHON_PER_STEP_S)
-    return seconds >= THREADS_ABOVE_S or chain_s < PROCESS_START_S
+    others = max(1, (os.cpu_count() or 2) - 1)
+    return others * chain_s < PROCESS_START_S
 
 
 class Popen:
     """A chain worker run in a daemon thread, with the interface ``Process`` expects.
 
-    ``terminate``/``kill`` cannot stop a thread; PyMC sends ``abort`` on its pipe before it
-    terminates a worker, and the worker returns at its next message.
+    A thread cannot be killed: ``terminate`` shuts the worker's end of PyMC's pipe down, so
+    the worker stops at its next message (after its current step), and reports the chain as
+    ended at once, as a killed process would be.
     """
 
     method = "thread"
 
     def __init__(self, process_obj: Any) -> None:
         args = list(process_obj._args)
-        # The worker's own step: our Ops keep the jitted functions and plans of this process.
+        if not _usable(args):
+            raise ValueError(f"pymc_jaxops cannot run {process_obj.name!r} in a thread")
+        # The worker's own step, copied here (not in the thread, beside other chains'
+        # copies): its PyTensor functions have their own storage, and our Ops keep the
+        # jitted functions and the plans timed in this process.
         with for_this_machine():
-            args[_STEP] = cloudpickle.dumps(args[_STEP], protocol=-1)
-        args[_STEP_IS_PICKLED] = True
+            args[_STEP] = cloudpickle.loads(cloudpickle.dumps(args[_STEP], protocol=-1))
         # PyMC closes its copy of the worker's end of the pipe right after start().
-        args[_CONN] = Connection(os.dup(args[_CONN].fileno()))
-        self.pid = os.getpid()
+        self._conn = args[_CONN] = Connection(os.dup(args[_CONN].fileno()))
+        self.pid = None  # no process of its own: nothing that could be signalled
         self.returncode: int | None = None
-        self.sentinel, self._done_w = os.pipe()  # EOF on sentinel once the thread is done
+        self._terminated = False
+        self.sentinel, done_w = os.pipe()  # EOF on sentinel once the thread is done
         self.finalizer = util.Finalize(self, util.close_fds, (self.sentinel,))
         self._thread = threading.Thread(
             target=self._run,
-            args=(process_obj._target, args),
+            args=(process_obj._target, args, done_w),
             name=f"pymc_jaxops {process_obj.name}",
             daemon=True,
         )
-        self._thread.start()
+        try:
+            self._thread.start()
+        except BaseException:
+            os.close(done_w)
+            self._conn.close()
+            raise
 
-    def _run(self, target: Any, args: list[Any]) -> None:
+    def _run(self, target: Any, args: list[Any], done_w: int) -> None:
         code = 1
         try:
             target(*args)  # PyMC's worker reports its own errors over the pipe
             code = 0
         except BaseException:
-            _logger.exception("pymc_jaxops: chain thread failed")
+            if not self._terminated:
+                _logger.exception("pymc_jaxops: chain thread failed")
         finally:
             self.returncode = code
             with contextlib.suppress(OSError):
-                os.close(self._done_w)
+                os.close(done_w)
 
     def poll(self, flag: int = os.WNOHANG) -> int | None:
-        return None if self._thread.is_alive() else self.returncode
+        if self._thread.is_alive():
+            return -signal.SIGTERM if self._terminated else None
+        return self.returncode
 
     def wait(self, timeout: float | None = None) -> int | None:
-        self._thread.join(timeout)
+        if not self._terminated:
+            self._thread.join(timeout)
         return self.poll()
 
     def terminate(self) -> None:
-        pass
+        if self._terminated or not self._thread.is_alive():
+            return
+        self._terminated = True
+        with contextlib.suppress(OSError, ValueError):
+            sock = socket.socket(fileno=os.dup(self._conn.fileno()))
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # the worker's next recv() sees EOF
+            finally:
+                sock.close()
 
     kill = terminate
 

@@ -13,15 +13,24 @@ It is **on by default** in every mode with PyTensor's C backend (``fast_run``, t
 ``model.logp_dlogp_function(mode=...)`` and ``pm.sample(compile_kwargs={"mode": ...})``), or
 for the whole process with ``PYTENSOR_FLAGS=optimizer_excluding=pymc_jaxops_absorb``.
 
-Numbers never change, because a graph is left alone when absorbing it could change them:
+A graph is left alone where JAX could answer differently from the C backend:
 
 * it runs after PyTensor's ``canonicalize`` pass, where PyMC's compile turns parameter
   checks into ``switch(cond, logp, -inf)``; a graph that still holds a ``Check``/``Assert``
-  node (which JAX would skip) is not absorbed;
+  node (which JAX would skip), before or after the JAX-mode rewrites, is not absorbed;
+* nor is one that indexes with an index known only at run time (``x[idx]`` with a
+  ``pm.Data`` ``idx``): JAX clamps an out-of-range index where C raises ``IndexError``;
 * random draws and shared-variable updates (``update_mapping``) keep their C semantics;
-* each XLA call runs in the x64 mode the graph's types need, whatever the global switch;
+* each XLA call runs in the x64 mode the graph's types (and its wrapped functions'
+  recorded modes) need, whatever the global switch;
 * if JAX cannot trace the graph (an Op whose JAX implementation needs static shapes), the
-  Op compiles the original graph with the C backend and uses it from then on.
+  Op compiles the original graph with the C backend and uses it from then on (for one call
+  only, if JAX ran it before at other shapes).
+
+What remains is rounding: XLA may order floating-point operations differently from the C
+backend (and sums float32 values in float32, where PyTensor's C sum accumulates in
+float64), so values agree to rounding, not bit for bit, and a sampler's path for a given
+seed can differ from the C backend's.
 
 Examples
 --------
@@ -42,6 +51,7 @@ Examples
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 import weakref
@@ -50,21 +60,32 @@ from typing import Any
 
 import numpy as np
 from pytensor.compile.function import function
-from pytensor.compile.mode import get_default_mode, get_mode, optdb
+from pytensor.compile.mode import get_mode, optdb
 from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.graph.basic import Apply, Constant, Variable
 from pytensor.graph.fg import FunctionGraph
 from pytensor.graph.op import Op
+from pytensor.graph.replace import clone_replace
 from pytensor.graph.rewriting.basic import GraphRewriter
 from pytensor.link.jax.dispatch import jax_funcify
 from pytensor.raise_op import CheckAndRaise
 from pytensor.tensor.random.op import RandomVariable
+from pytensor.tensor.subtensor import (
+    AdvancedIncSubtensor,
+    AdvancedIncSubtensor1,
+    AdvancedSubtensor,
+    AdvancedSubtensor1,
+    IncSubtensor,
+    Subtensor,
+)
 from pytensor.tensor.type import TensorType
 
 from pymc_jaxops.ops import JaxOp, _jitted
 from pymc_jaxops.precision import needs_x64
 
 __all__ = ["TAG", "XlaGraphOp", "absorb_into_xla"]
+
+_logger = logging.getLogger("pymc_jaxops")
 
 TAG = "pymc_jaxops_absorb"
 """The rewrite tag of the absorption (``Mode.excluding(TAG)`` switches it off)."""
@@ -98,7 +119,7 @@ class XlaGraphOp(Op):
         return {
             k: v
             for k, v in self.__dict__.items()
-            if k not in ("_run", "_lock", "_fallback", "_fgraph")
+            if k not in ("_run", "_lock", "_fallback", "_fgraph", "_ok")
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -123,11 +144,12 @@ class XlaGraphOp(Op):
             graph_fn, mode = self.__dict__["_run"]
         except KeyError:
             fgraph = FunctionGraph(self.inner_inputs, self.inner_outputs, clone=True)
-            # The x64 mode the graph's types need, scoped to each call (precision.py); a
-            # float32 sum accumulates in float64 on the C backend, so its accumulator counts.
+            # The x64 mode the graph's types need (a float64 accumulator of a float32 sum
+            # included) and its wrapped functions recorded, scoped to each call.
             dtypes = [v.type.dtype for v in (*fgraph.inputs, *fgraph.variables)]
             dtypes += [n.op.acc_dtype for n in fgraph.apply_nodes if hasattr(n.op, "acc_dtype")]
-            mode = needs_x64(dtypes)
+            recorded = [n.op.x64_mode for n in fgraph.apply_nodes if isinstance(n.op, JaxOp)]
+            mode = needs_x64(dtypes) or any(recorded)
             # A copy unpickled in this process (a chain thread's step) shares the original's
             # function, so the jitted program is found in the cache, not compiled again.
             graph_fn = _GRAPH_FNS.get(self._key)
@@ -142,31 +164,82 @@ class XlaGraphOp(Op):
         with self._lock:
             if "_fallback" not in self.__dict__:
                 inputs = [i.type() for i in self.fallback_inputs]
-                outputs = FunctionGraph(self.fallback_inputs, self.fallback_outputs, clone=True)
-                mapping = dict(zip(outputs.inputs, inputs, strict=True))
-                from pytensor.graph.replace import clone_replace
-
-                outs = clone_replace(outputs.outputs, replace=mapping)
-                mode = get_default_mode().excluding(TAG)
+                outs = clone_replace(
+                    self.fallback_outputs,
+                    replace=dict(zip(self.fallback_inputs, inputs, strict=True)),
+                )
+                # PyTensor's C backend whatever the default mode, without this rewrite.
+                mode = get_mode("FAST_RUN").excluding(TAG)
                 self.__dict__["_fallback"] = function(
                     inputs, outs, mode=mode, on_unused_input="ignore"
                 )
             return self.__dict__["_fallback"]
 
+    def _run_fallback(self, inputs) -> list:
+        fn = self._fallback_fn()
+        with self._lock:  # one storage per Function: callers (threads) take turns
+            return fn(*inputs)
+
     def perform(self, node, inputs, output_storage):
-        if "_fallback" in self.__dict__:
-            values = self._fallback_fn()(*inputs)
+        if self.__dict__.get("_jax_failed"):
+            values = self._run_fallback(inputs)
         else:
             try:
                 values = self._jitted()(*inputs)
-            except Exception:
-                # JAX could not trace this graph at these shapes (an Op whose JAX
-                # implementation needs static shapes, say): run it on the C backend from
-                # now on. An error of the computation itself is raised again by it.
-                values = self._fallback_fn()(*inputs)
+                self.__dict__["_ok"] = True
+            except Exception as error:
+                # JAX could not trace this graph (an Op whose JAX implementation needs
+                # static shapes, say). If it never could, use the C backend from now on;
+                # if it did before (new shapes), for this call. An error of the computation
+                # itself is raised again by the C backend.
+                if not self.__dict__.get("_ok"):
+                    self.__dict__["_jax_failed"] = True
+                _logger.debug("pymc_jaxops: %s runs on the C backend: %s", self, error)
+                values = self._run_fallback(inputs)
         for storage, value, out in zip(output_storage, values, node.outputs, strict=True):
             # Writable, as the C thunks' outputs are, and of the declared dtype.
             storage[0] = np.array(value, dtype=out.type.dtype)
+
+
+def _detached(fgraph: FunctionGraph) -> FunctionGraph:
+    """A copy of ``fgraph`` whose inputs are plain variables, shared ones included.
+
+    The Op receives every value as an input; a stored shared variable would keep the
+    user's data alive with the Op (which PyTensor's rewriters keep) and travel in its pickles.
+    """
+    inputs = [i.type() for i in fgraph.inputs]
+    outputs = clone_replace(
+        list(fgraph.outputs), replace=dict(zip(fgraph.inputs, inputs, strict=True))
+    )
+    return FunctionGraph(inputs, outputs, clone=False)
+
+
+def _index_inputs(node) -> list:
+    op = node.op
+    if isinstance(op, Subtensor):
+        return list(node.inputs[1:])
+    if isinstance(op, IncSubtensor):
+        return list(node.inputs[2:])
+    if isinstance(op, AdvancedSubtensor1 | AdvancedSubtensor):
+        return list(node.inputs[1:])
+    if isinstance(op, AdvancedIncSubtensor1 | AdvancedIncSubtensor):
+        return list(node.inputs[2:])
+    return []
+
+
+def _numbers_could_change(fgraph: FunctionGraph) -> bool:
+    """Whether JAX could give other numbers than the C backend, or none where C raises.
+
+    JAX skips ``Check``/``Assert`` nodes, and clamps (or drops) out-of-range indices where
+    the C backend raises ``IndexError``: graphs with either, or with an index known only at
+    run time, stay on the C backend.
+    """
+    for node in fgraph.apply_nodes:
+        if isinstance(node.op, CheckAndRaise):
+            return True
+        if any(not isinstance(i, Constant) for i in _index_inputs(node)):
+            return True
+    return False
 
 
 class _Absorb(GraphRewriter):
@@ -176,14 +249,15 @@ class _Absorb(GraphRewriter):
     def apply(self, fgraph):
         if not self._eligible(fgraph):
             return
-        original = FunctionGraph(fgraph.inputs, fgraph.outputs, clone=True)
-        inner = FunctionGraph(fgraph.inputs, fgraph.outputs, clone=True)
+        original, inner = _detached(fgraph), _detached(fgraph)
         try:
             get_mode("JAX").optimizer.rewrite(inner)
             jax_funcify(FunctionGraph(inner.inputs, inner.outputs, clone=True))
         except Exception:
             return  # an Op without a JAX implementation: leave the graph alone
         if any(isinstance(o, Constant) or o in inner.inputs for o in inner.outputs):
+            return
+        if _numbers_could_change(inner):  # the JAX-mode rewrites can add checks too
             return
         op = XlaGraphOp(inner, original)
         outputs = op(*fgraph.inputs, return_list=True)
@@ -202,8 +276,8 @@ class _Absorb(GraphRewriter):
             return False  # shared updates (random generators) keep their C semantics
         if any(isinstance(n.op, RandomVariable | XlaGraphOp) for n in nodes):
             return False
-        if any(isinstance(n.op, CheckAndRaise) for n in nodes):
-            return False  # JAX would skip the check: the C backend raises, keep that
+        if _numbers_could_change(fgraph):
+            return False
         variables = [*fgraph.inputs, *fgraph.outputs]
         if not all(isinstance(v.type, TensorType) for v in variables):
             return False

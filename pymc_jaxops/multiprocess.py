@@ -126,7 +126,8 @@ def _wrap(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
         if threads != "off" and _is_sample_worker(process_obj):
             from pymc_jaxops import _thread_start
 
-            if threads == "always" or _thread_start.pays(process_obj):
+            usable = _thread_start._usable(getattr(process_obj, "_args", ()))
+            if usable and (threads == "always" or _thread_start.pays(process_obj)):
                 _logger.debug("pymc_jaxops: running %s in a thread", process_obj.name)
                 return _thread_start.Popen(process_obj)
         _logger.debug(

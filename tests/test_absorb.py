@@ -10,12 +10,13 @@ import pytensor
 import pytensor.tensor as pt
 import pytest
 from pytensor.compile.mode import get_default_mode
+from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.raise_op import Assert
 
 from pymc_jaxops import as_pytensor_op
 from pymc_jaxops.absorb import TAG, XlaGraphOp
 from tests._subprocess import child_env, run_python
-from tests.test_residuals import PASSES, _data, _model, _reference_logp
+from tests.test_residuals import PASSES, T, _data, _model, _reference_logp, trajectory
 
 C_ONLY = get_default_mode().excluding(TAG)
 X = np.array([0.9, 1.1, np.log(0.3)])
@@ -129,3 +130,33 @@ def test_absorbed_function_pickles(rng):
     want = fn(X)
     for got, w in zip(pickle.loads(pickle.dumps(fn))(X), want, strict=True):
         np.testing.assert_allclose(got, w, rtol=1e-14)
+
+
+def test_an_index_known_only_at_run_time_keeps_c_semantics():
+    # JAX clamps an out-of-range index where the C backend raises IndexError.
+    f = as_pytensor_op(lambda v: 2.0 * v)
+    with pm.Model() as model:
+        idx = pm.Data("idx", np.array([0, 1, 1]))
+        a = pm.Normal("a", size=2)
+        pm.Normal("y", mu=f(a)[idx], observed=np.array([0.1, 0.2, 0.3]))
+    fn = _logp_dlogp(model)
+    assert XlaGraphOp not in _ops(fn._pytensor_function)
+    with model:
+        pm.set_data({"idx": np.array([0, 1, 5])})
+    with pytest.raises(IndexError):
+        fn(np.zeros(2))
+
+
+def test_the_op_keeps_no_shared_data(rng):
+    with pm.Model() as model:
+        obs = pm.Data("obs", _data(rng))
+        theta = pm.Normal("theta", 0.5, 1.0, size=2)
+        sigma = pm.HalfNormal("sigma", 1.0)
+        pm.Normal("y", mu=trajectory(theta, T), sigma=sigma, observed=obs)
+    fn = _logp_dlogp(model)
+    (node,) = fn._pytensor_function.maker.fgraph.apply_nodes
+    stored = [*node.op.inner_inputs, *node.op.fallback_inputs]
+    assert not any(isinstance(v, SharedVariable) for v in stored)
+    want = _logp_dlogp(model, C_ONLY)(X)
+    for got, w in zip(fn(X), want, strict=True):
+        np.testing.assert_allclose(got, w, rtol=1e-12)
