@@ -14,10 +14,10 @@ from pymc_jaxops import devices as _devices
 # First, before anything can start JAX: one CPU device per core (PYMC_JAXOPS_CPU_DEVICES=off).
 _devices._configure_at_import()
 
-import importlib
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from pymc_jaxops import _lazy
 from pymc_jaxops import absorb as _absorb  # noqa: F401  (whole-graph XLA rewrite)
 from pymc_jaxops import dispatch as _dispatch  # noqa: F401  (registers jax_funcify)
 from pymc_jaxops import multiprocess as _multiprocess  # noqa: F401  (no fork of live JAX)
@@ -67,13 +67,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value  # later look-ups skip this function
-        return value
-    raise AttributeError(f"module 'pymc_jaxops' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = _lazy.attributes(globals(), _LAZY)

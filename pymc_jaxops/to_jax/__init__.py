@@ -8,8 +8,9 @@ lacks (``_rv_samplers``) register when ``pymc_jaxops`` is imported.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from pymc_jaxops import _lazy
 
 if TYPE_CHECKING:
     from pymc_jaxops.to_jax.blackjax_nuts import sample_blackjax_nuts
@@ -25,13 +26,4 @@ _LAZY = {
 __all__ = ["JaxModel", "model_to_jax", "sample_blackjax_nuts"]
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value  # later look-ups skip this function
-        return value
-    raise AttributeError(f"module 'pymc_jaxops.to_jax' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = _lazy.attributes(globals(), _LAZY)
