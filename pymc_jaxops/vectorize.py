@@ -8,6 +8,10 @@ round trip) per item. Registering ``JaxOp`` there gives instead one ``JaxOp`` wh
 function is the ``jax.vmap`` of the original: one call for the whole batch, which XLA
 compiles as a batched computation.
 
+A value-and-grad node whose differentiated inputs are all batched becomes a value-and-grad
+node of the vmapped forward Op, so ``rewrites.py`` pairs it with the vectorized forward
+node (one forward and one backward pass for the batch).
+
 The new Op is an ordinary ``JaxOp``: equal to itself when rebuilt (its function is a
 frozen dataclass), differentiable through the generic value-and-grad Op, dispatched to
 JAX, and picklable.
@@ -25,7 +29,7 @@ from pytensor.graph.replace import _vectorize_node
 from pytensor.tensor.extra_ops import broadcast_shape
 from pytensor.tensor.type import TensorType
 
-from pymc_jaxops.ops import JaxOp
+from pymc_jaxops.ops import JaxOp, JaxValueAndGradOp
 from pymc_jaxops.shapes import Dim, InputDim, OutputSignature, rename_dims
 
 __all__: list[str] = []
@@ -153,3 +157,48 @@ def _vectorize_jax_op(op: JaxOp, node: Apply, *batched_inputs: Variable) -> Appl
         input_names=op.input_names,
     )
     return vmapped.make_node(*inputs)
+
+
+@_vectorize_node.register(JaxValueAndGradOp)
+def _vectorize_value_and_grad(
+    op: JaxValueAndGradOp, node: Apply, *batched_inputs: Variable
+) -> Apply:
+    """A value-and-grad node of the vmapped forward Op, so the rewrite can pair them.
+
+    Then ``rewrites.py`` splits (or fuses) the vectorized forward and value-and-grad nodes as
+    it does unbatched ones: one forward and one backward pass for the batch. This needs every
+    differentiated input batched (a shared input's per-item gradient is not the gradient of
+    the vmapped function, which sums over the batch); otherwise the node becomes one
+    ``JaxOp`` running the ``jax.vmap`` of the value-and-grad function, as any ``JaxOp`` does.
+    """
+    batched_inputs = tuple(pt.as_tensor_variable(x) for x in batched_inputs)
+    n_in = len(op.base.input_types)
+    primals, cotangents = batched_inputs[:n_in], batched_inputs[n_in:]
+    batch_ndims = [
+        new.type.ndim - old.type.ndim for new, old in zip(primals, node.inputs[:n_in], strict=True)
+    ]
+    n_batch = max(batch_ndims, default=0)
+    ct_batch = [
+        new.type.ndim - old.type.ndim
+        for new, old in zip(cotangents, node.inputs[n_in:], strict=True)
+    ]
+    differentiated = [b for b, w in zip(batch_ndims, op.wrt_mask, strict=True) if w]
+    if (
+        n_batch == 0
+        or any(b != n_batch for b in differentiated)
+        or max(ct_batch, default=0) > n_batch
+    ):
+        return _vectorize_jax_op(op, node, *batched_inputs)
+    forward = _vectorize_jax_op(op.base, op.base.make_node(*node.inputs[:n_in]), *primals)
+    paired = [o for o, m in zip(forward.outputs, op.ct_mask, strict=True) if m]
+    # Each cotangent with the batch shape of the output it belongs to.
+    full = [
+        ct if ct.type.ndim == out.type.ndim else pt.broadcast_to(ct, out.shape)
+        for ct, out in zip(cotangents, paired, strict=True)
+    ]
+    full = [
+        out.type.filter_variable(ct, allow_convert=True)
+        for ct, out in zip(full, paired, strict=True)
+    ]
+    vg = JaxValueAndGradOp(forward.op, op.ct_mask, op.wrt_mask)
+    return vg.make_node(*forward.inputs, *full)

@@ -183,13 +183,21 @@ def test_set_data_with_new_length(rng):
     np.testing.assert_allclose(grad, want_grad, rtol=1e-10)
 
 
-def test_vectorized_likelihood_on_output(rng):
+@pytest.mark.parametrize("mode", [C_VM, None, "JAX"], ids=["C", "absorbed", "JAX"])
+def test_vectorized_likelihood_on_output(rng, mode, monkeypatch):
+    # The vectorized value-and-grad pairs with the vectorized forward pass: one of each.
+    monkeypatch.setattr("pymc_jaxops.plans.MEASURE_ABOVE_S", float("inf"))
     data = _data(rng)
     x = pt.vector("x", shape=(2,))
     cost = -0.5 * pt.sum((data - trajectory(x, T)) ** 2)
     xs = pt.matrix("xs", shape=(4, 2))
     batched = vectorize_graph([cost, pt.grad(cost, x)], {x: xs})
-    values, grads = pytensor.function([xs], batched)(xv := rng.normal(size=(4, 2)))
+    f = pytensor.function([xs], batched, mode=mode)
+    xv = rng.normal(size=(4, 2))
+    f(xv)
+    PASSES.update(forward=0, backward=0)
+    values, grads = f(xv)
+    assert PASSES == {"forward": 1, "backward": 1}
 
     def ref(x):
         return -0.5 * jnp.sum((data - _curve_math(x, T)) ** 2)

@@ -170,3 +170,19 @@ def test_vmapped_op_runs_in_c_and_numba_modes(mode):
     X = RNG.normal(size=3)
     expected = [float(np.sum(-0.5 * ((X - m) / 1.5) ** 2 - np.log(1.5))) for m in (0.0, 1.0)]
     np.testing.assert_allclose(fn(X, [0.0, 1.0], 1.5), expected, rtol=1e-12)
+
+
+def test_vectorized_gradient_of_an_unbatched_input_is_per_item():
+    # Vectorizing over x alone: the gradient w.r.t. the shared sigma stays one per item
+    # (a value-and-grad of the vmapped function would sum it over the batch).
+    x, mu, sigma = pt.vector("x"), pt.scalar("mu"), pt.scalar("sigma")
+    logp, _ = gauss(x, mu, sigma)
+    outs = [logp, *pt.grad(logp, [x, sigma])]
+    xb = pt.matrix("xb")
+    fn = pytensor.function([xb, mu, sigma], vectorize_graph(outs, {x: xb}))
+    X = RNG.normal(size=(5, 3))
+    got = fn(X, 0.2, 1.3)
+    item = pytensor.function([x, mu, sigma], outs)
+    loop = [item(X[i], 0.2, 1.3) for i in range(5)]
+    for k in range(3):
+        np.testing.assert_allclose(got[k], [r[k] for r in loop], rtol=1e-12)
