@@ -190,7 +190,9 @@ def _vectorize_value_and_grad(
     ):
         return _vectorize_jax_op(op, node, *batched_inputs)
     forward = _vectorize_jax_op(op.base, op.base.make_node(*node.inputs[:n_in]), *primals)
-    paired = [o for o, m in zip(forward.outputs, op.ct_mask, strict=True) if m]
+    paired = [
+        pt.as_tensor_variable(o) for o, m in zip(forward.outputs, op.ct_mask, strict=True) if m
+    ]
     # Each cotangent with the batch shape of the output it belongs to.
     full = [
         ct if ct.type.ndim == out.type.ndim else pt.broadcast_to(ct, out.shape)
