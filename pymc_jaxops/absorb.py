@@ -197,8 +197,11 @@ class XlaGraphOp(Op):
                 _logger.debug("pymc_jaxops: %s runs on the C backend: %s", self, error)
                 values = self._run_fallback(inputs)
         for storage, value, out in zip(output_storage, values, node.outputs, strict=True):
-            # Writable, as the C thunks' outputs are, and of the declared dtype.
-            storage[0] = np.array(value, dtype=out.type.dtype)
+            # Writable, as the C thunks' outputs are, and of the declared dtype. (A copy of
+            # np.asarray's view: np.array(value, dtype=...) took ~5 µs more per output.)
+            array = np.asarray(value)
+            dtype = np.dtype(out.type.dtype)
+            storage[0] = array.copy() if array.dtype == dtype else array.astype(dtype)
 
 
 def _detached(fgraph: FunctionGraph) -> FunctionGraph:
