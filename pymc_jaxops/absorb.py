@@ -143,7 +143,7 @@ class XlaGraphOp(Op):
         try:
             graph_fn, mode = self.__dict__["_run"]
         except KeyError:
-            fgraph = FunctionGraph(self.inner_inputs, self.inner_outputs, clone=True)
+            fgraph = self.fgraph
             # The x64 mode the graph's types need (a float64 accumulator of a float32 sum
             # included) and its wrapped functions recorded, scoped to each call.
             dtypes = [v.type.dtype for v in (*fgraph.inputs, *fgraph.variables)]
