@@ -160,3 +160,48 @@ def test_the_op_keeps_no_shared_data(rng):
     want = _logp_dlogp(model, C_ONLY)(X)
     for got, w in zip(fn(X), want, strict=True):
         np.testing.assert_allclose(got, w, rtol=1e-12)
+
+
+def test_logp_and_gradient_leave_xla_in_one_buffer_as_separate_writable_arrays(rng):
+    model = _model(_data(rng))
+    fn = _logp_dlogp(model)
+    (node,) = fn._pytensor_function.maker.fgraph.apply_nodes
+    assert node.op._layout == ((0, 1, ()), (1, 4, (3,)))  # logp, then the raveled gradient
+    value, grad = fn(X)
+    want_value, want_grad = _logp_dlogp(model, C_ONLY)(X)
+    assert (value.shape, grad.shape) == ((), (3,))
+    np.testing.assert_allclose(value, want_value, rtol=1e-12)
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-12)
+    assert value.flags.writeable and grad.flags.writeable
+    grad[:] = 0.0  # a caller writing into one output changes neither the other nor the next
+    value[...] = 0.0
+    np.testing.assert_allclose(fn(X)[1], want_grad, rtol=1e-12)
+    assert float(fn(X)[0]) == pytest.approx(float(want_value), rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["mixed dtypes", "shape known at run time", "one output"],
+)
+def test_outputs_that_cannot_share_a_buffer_leave_one_by_one(case):
+    x = pt.vector("x", shape=(3,))
+    y = as_pytensor_op(lambda v: jnp.sin(v))(x)
+    cost = pt.sum(y**2) + pt.sum(pt.exp(x)) - pt.log(pt.sum(x**2))
+    if case == "mixed dtypes":
+        outputs, inputs = [cost, pt.argmax(y)], [x]
+    elif case == "shape known at run time":
+        v = pt.vector("v")  # the gradient's length is v's: unknown until called
+        w = as_pytensor_op(lambda a: jnp.sin(a))(v)
+        c = pt.sum(w**2) + pt.sum(pt.exp(v)) - pt.log(pt.sum(v**2))
+        outputs, inputs = [c, pt.grad(c, v)], [v]
+    else:
+        outputs, inputs = [pt.grad(cost, x)], [x]
+    absorbed = pytensor.function(inputs, outputs)
+    plain = pytensor.function(inputs, outputs, mode=C_ONLY)
+    (node,) = absorbed.maker.fgraph.apply_nodes
+    assert isinstance(node.op, XlaGraphOp) and node.op._layout is None
+    value = np.array([0.1, -0.7, 1.3])
+    got, want = absorbed(value), plain(value)
+    for g, w in zip(got, want, strict=True):
+        assert g.dtype == w.dtype and g.flags.writeable
+        np.testing.assert_allclose(g, w, rtol=1e-12)
