@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -172,3 +173,16 @@ def run_python(
     proc = start(args, env, cwd=str(cwd or ROOT), stdin=subprocess.DEVNULL)
     code, out, err = _to_end(proc, timeout)
     return subprocess.CompletedProcess(proc.args, code, out, err)
+
+
+def run_python_with_payload(
+    code: str, payload: bytes, *, timeout: float
+) -> subprocess.CompletedProcess:
+    """``python -c code PATH``, where the file at ``PATH`` (``sys.argv[1]``) holds ``payload``.
+
+    For pickles handed to a fresh process: a file, because this module's pipes carry text.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "payload.pkl"
+        path.write_bytes(payload)
+        return run_python(["-c", code, str(path)], timeout=timeout)

@@ -1,11 +1,7 @@
 """JaxOp / JaxValueAndGradOp: gradients, second order, integer inputs, pickling."""
 
-import os
 import pickle
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import cloudpickle
 import jax
@@ -18,6 +14,7 @@ from pytensor.gradient import NullTypeGradError, hessian
 
 from pymc_jaxops import as_pytensor_op
 from pymc_jaxops.ops import JaxValueAndGradOp
+from tests import _subprocess
 
 
 def _cubic(x, a):
@@ -87,27 +84,20 @@ _FRESH = textwrap.dedent(
     import pickle, sys
     import cloudpickle
     import numpy as np
-    f = {loader}.loads(sys.stdin.buffer.read())
+    with open(sys.argv[1], "rb") as payload:
+        f = {loader}.loads(payload.read())
     res = f(*{args})
     res = res[0] if isinstance(res, list) else res
     print(repr(float(np.asarray(res))))
     """
 )
-_ROOT = Path(__file__).parents[1]
 
 
 def _in_fresh_process(payload: bytes, loader: str, args: str) -> float:
-    env = {**os.environ, "PYTHONPATH": str(_ROOT)}
-    out = subprocess.run(
-        [sys.executable, "-c", _FRESH.format(loader=loader, args=args)],
-        input=payload,
-        capture_output=True,
-        timeout=300,
-        env=env,
-        cwd=_ROOT,
-    )
-    assert out.returncode == 0, out.stderr.decode()[-3000:]
-    return float(out.stdout.decode().strip().splitlines()[-1])
+    code = _FRESH.format(loader=loader, args=args)
+    out = _subprocess.run_python_with_payload(code, payload, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return float(out.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.slow

@@ -1,12 +1,7 @@
 """One forward and one backward pass when a PyMC likelihood consumes a wrapped output."""
 
-import os
 import pickle
-import signal
-import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -23,6 +18,7 @@ from pytensor.graph.replace import vectorize_graph
 from pymc_jaxops import as_pytensor_op
 from pymc_jaxops.ops import JaxOp, JaxValueAndGradOp
 from pymc_jaxops.residuals import JaxBackwardOp, JaxForwardOp
+from tests import _subprocess
 
 PASSES = {"forward": 0, "backward": 0}
 # These tests look at the Ops in the C VM's graph: the whole-graph XLA rewrite off.
@@ -226,12 +222,12 @@ def test_float32_output_feeding_float64_likelihood(rng):
     np.testing.assert_allclose(grad, want, rtol=1e-5)
 
 
-_ROOT = Path(__file__).parents[1]
 _LOAD = textwrap.dedent(
     """
     import pickle, sys
     import numpy as np
-    fn = pickle.load(sys.stdin.buffer)
+    with open(sys.argv[1], "rb") as payload:
+        fn = pickle.load(payload)
     value, grad = fn(np.array([0.9, 1.1, np.log(0.3)]))
     print(repr(float(value)), *map(repr, grad.tolist()))
     """
@@ -247,23 +243,9 @@ def test_compiled_split_function_pickles_into_fresh_process(rng, mode):
     if mode is C_VM:
         assert JaxForwardOp in {type(op) for op in _jax_nodes(compiled)}
     value, grad = compiled(np.array([0.9, 1.1, np.log(0.3)]))
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _LOAD],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONPATH": str(_ROOT)},
-        cwd=_ROOT,
-        start_new_session=True,
-    )
-    try:
-        out, err = proc.communicate(pickle.dumps(compiled), timeout=240)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate(timeout=60)
-        pytest.fail("the fresh process hung")
-    assert proc.returncode == 0, err.decode()[-3000:]
-    got = [float(v) for v in out.decode().split()]
+    out = _subprocess.run_python_with_payload(_LOAD, pickle.dumps(compiled), timeout=240)
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = [float(v) for v in out.stdout.split()]
     np.testing.assert_allclose(got, [value, *grad], rtol=1e-12)
 
 
