@@ -55,9 +55,15 @@ def pymc_logp_dlogp(model, mode=None) -> Callable[[], object]:
     return lambda: jax.block_until_ready(fn(x))  # JAX mode returns before it is done
 
 
-def pure_jax_value_and_grad(model) -> Callable[[], object]:
-    """``jax.jit(jax.value_and_grad(...))`` of PyMC's own JAX logp of ``model``: the limit."""
+def pure_jax_value_and_grad(model, numpy_io: bool = False) -> Callable[[], object]:
+    """``jax.jit(jax.value_and_grad(...))`` of PyMC's own JAX logp of ``model``: the limit.
+
+    With ``numpy_io`` the point comes in as a NumPy array and the value and gradient go out
+    as NumPy copies, as any sampler working in NumPy (PyMC's own) needs them: the limit for
+    the default backend, which crosses that boundary on every call.
+    """
     import jax
+    import numpy as np
     from jax.flatten_util import ravel_pytree
     from pymc.sampling.jax import get_jaxified_graph
 
@@ -65,4 +71,7 @@ def pure_jax_value_and_grad(model) -> Callable[[], object]:
     logp_fn = get_jaxified_graph(inputs=model.value_vars, outputs=[model.logp()])
     flat, unravel = ravel_pytree([point[v.name] for v in model.value_vars])
     vg = jax.jit(jax.value_and_grad(lambda x: logp_fn(*unravel(x))[0]))
+    if numpy_io:
+        flat_np = np.asarray(flat).copy()
+        return lambda: [np.array(a) for a in jax.block_until_ready(vg(flat_np))]
     return lambda: jax.block_until_ready(vg(flat))

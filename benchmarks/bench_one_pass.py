@@ -1,6 +1,6 @@
 """Per-call logp + gradient when a PyMC likelihood consumes a wrapped JAX function's output.
 
-Four models, each three (or four) ways, side by side in one process:
+Four models, each six ways, side by side in one process:
 
 - ``pymc_jaxops``: ``model.logp_dlogp_function()`` on PyMC's default backend (C VM) with
   the JAX function wrapped by ``@as_pytensor_op``: the whole graph runs as one XLA call
@@ -9,7 +9,9 @@ Four models, each three (or four) ways, side by side in one process:
   excluded: our Ops in the C VM among PyMC's C thunks;
 - ``pytensor.wrap_jax``: the same model with PyTensor's own wrapper (a forward call and a
   separate VJP call, which runs the forward pass again);
-- pure JAX: ``jax.jit(jax.value_and_grad(...))`` of PyMC's own JAX logp of the model;
+- pure JAX: ``jax.jit(jax.value_and_grad(...))`` of PyMC's own JAX logp of the model, its
+  point already a JAX array (the limit the targets are set against), and the same call
+  taking a NumPy array and returning NumPy copies, as PyMC's own samplers need;
 - ``pymc_jaxops``, JAX mode: the same ``logp_dlogp_function`` compiled with ``mode="JAX"``.
 
 After the per-call table, each case prints the seconds from ``logp_dlogp_function()`` to the
@@ -163,6 +165,7 @@ def run_case(key: str, calls: int, rounds: int) -> dict[str, float]:
         "pymc_jaxops, absorption off": pymc_logp_dlogp(ours, mode=ABSORPTION_OFF),
         "pymc_jaxops, JAX mode": pymc_logp_dlogp(ours, mode="JAX"),
         "pytensor.wrap_jax": pymc_logp_dlogp(theirs),
+        "pure JAX, NumPy in and out": pure_jax_value_and_grad(ours, numpy_io=True),
         "pure JAX value_and_grad": pure_jax_value_and_grad(ours),
     }
     results = {name: f() for name, f in fns.items()}
@@ -173,10 +176,13 @@ def run_case(key: str, calls: int, rounds: int) -> dict[str, float]:
         np.testing.assert_allclose(np.asarray(g), ref_g, rtol=1e-6, atol=1e-8, err_msg=name)
     us = per_call_us(fns, calls, rounds)
     limit, upstream = us["pure JAX value_and_grad"], us["pytensor.wrap_jax"]
+    numpy_limit = us["pure JAX, NumPy in and out"]
     print(f"\n({key}) {title}")
-    print(f"{'':28s} {'us/call':>10s} {'x pure JAX':>11s} {'x wrap_jax':>11s}")
+    head = f"{'us/call':>10s} {'x pure JAX':>11s} {'x wrap_jax':>11s} {'x pure, NumPy io':>17s}"
+    print(f"{'':28s} {head}")
     for name, t in us.items():
-        print(f"{name:28s} {t:10.1f} {t / limit:11.2f} {t / upstream:11.2f}")
+        ratios = f"{t / limit:11.2f} {t / upstream:11.2f} {t / numpy_limit:17.2f}"
+        print(f"{name:28s} {t:10.1f} {ratios}")
     off = _compile_s(make(as_pytensor_op(jax_fn)), ABSORPTION_OFF)
     on = _compile_s(make(as_pytensor_op(jax_fn)), None)
     print(f"compile + first call: absorbed {on:.2f} s, absorption off {off:.2f} s")
@@ -193,8 +199,10 @@ def _compile_s(model, mode) -> float:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=7)
+    # Many short rounds: on a small VM the best of 60 rounds of 20 calls varied less
+    # between runs than the best of 7 rounds of 100.
+    parser.add_argument("--calls", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=60)
     parser.add_argument("--only", nargs="*", default=list(CASES), choices=list(CASES))
     args = parser.parse_args(argv)
     banner("logp+grad per call, JAX function output consumed by PyMC")
