@@ -28,14 +28,16 @@ def per_call_us(fns: dict[str, Callable[[], object]], calls: int, rounds: int) -
     """Per-call microseconds of each function: best of ``rounds``, rounds interleaved.
 
     Interleaving makes the contenders share whatever else the machine is doing; the best
-    round is the least disturbed estimate of each one's own cost.
+    round is the least disturbed estimate of each one's own cost. Each timed round follows
+    a few untimed calls of the same function, so no contender pays for the caches the
+    previous one left cold (or gains from following a twin that shares its executable).
     """
-    for f in fns.values():
-        for _ in range(max(3, calls // 10)):
-            f()
+    warm = max(3, calls // 5)
     best = dict.fromkeys(fns, float("inf"))
     for _ in range(rounds):
         for name, f in fns.items():
+            for _ in range(warm):
+                f()
             t0 = time.perf_counter()
             for _ in range(calls):
                 f()
