@@ -188,44 +188,45 @@ class XlaGraphOp(Op):
             return fn(*inputs)
 
     def perform(self, node, inputs, output_storage):
-        if self.__dict__.get("_jax_failed"):
+        values = None if self.__dict__.get("_jax_failed") else self._run_jax(inputs)
+        if values is None:
             values = self._run_fallback(inputs)
-        else:
-            try:
-                values = self._jitted()(*inputs)
-                # Waiting here, then converting, took 5-15 µs less per call than letting
-                # np.asarray wait (measured on the MLP of benchmarks/bench_one_pass.py).
-                # One packed array's own method skips jax.block_until_ready's tree walk.
-                if self._layout is not None:
-                    values.block_until_ready()
-                else:
-                    jax.block_until_ready(values)
-                self.__dict__["_ok"] = True
-            except Exception as error:
-                # JAX could not trace this graph (an Op whose JAX implementation needs
-                # static shapes, say). If it never could, use the C backend from now on;
-                # if it did before (new shapes), for this call. An error of the computation
-                # itself is raised again by the C backend.
-                if not self.__dict__.get("_ok"):
-                    self.__dict__["_jax_failed"] = True
-                _logger.debug("pymc_jaxops: %s runs on the C backend: %s", self, error)
-                values = self._run_fallback(inputs)
-            else:
-                if self._layout is not None:
-                    # One buffer for all outputs: one copy out of XLA, not one per output
-                    # (a few µs per call, which a 60 µs model notices). The outputs are
-                    # disjoint views of it, writable as the C thunks' outputs are.
-                    flat = np.asarray(values).astype(self._dtypes[0])
-                    for storage, (start, stop, shape) in zip(
-                        output_storage, self._layout, strict=True
-                    ):
-                        storage[0] = flat[start:stop].reshape(shape)
-                    return
+        elif self._layout is not None:
+            # One buffer for all outputs: one copy out of XLA, not one per output (a few
+            # µs per call, which a 60 µs model notices). The outputs are disjoint views of
+            # it, writable as the C thunks' outputs are.
+            flat = np.asarray(values).astype(self._dtypes[0])
+            for storage, (start, stop, shape) in zip(output_storage, self._layout, strict=True):
+                storage[0] = flat[start:stop].reshape(shape)
+            return
         for storage, value, dtype in zip(output_storage, values, self._dtypes, strict=True):
             # Writable, as the C thunks' outputs are, and of the declared dtype. (A copy of
             # np.asarray's view: np.array(value, dtype=...) took ~5 µs more per output.)
             array = np.asarray(value)
             storage[0] = array.copy() if array.dtype == dtype else array.astype(dtype)
+
+    def _run_jax(self, inputs) -> Any:
+        """The finished JAX outputs (one packed array with a layout), or None if JAX failed."""
+        try:
+            values = self._jitted()(*inputs)
+            # Waiting here, then converting, took 5-15 µs less per call than letting
+            # np.asarray wait (measured on the MLP of benchmarks/bench_one_pass.py). One
+            # packed array's own method skips jax.block_until_ready's tree walk.
+            if self._layout is not None:
+                values.block_until_ready()
+            else:
+                jax.block_until_ready(values)
+        except Exception as error:
+            # JAX could not trace this graph (an Op whose JAX implementation needs static
+            # shapes, say). If it never could, use the C backend from now on; if it did
+            # before (new shapes), for this call. An error of the computation itself is
+            # raised again by the C backend.
+            if not self.__dict__.get("_ok"):
+                self.__dict__["_jax_failed"] = True
+            _logger.debug("pymc_jaxops: %s runs on the C backend: %s", self, error)
+            return None
+        self.__dict__["_ok"] = True
+        return values
 
 
 def _packed_layout(outputs: list[Variable]) -> tuple[tuple[int, int, tuple[int, ...]], ...] | None:
