@@ -17,19 +17,15 @@ _devices._configure_at_import()
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
-from pymc_jaxops import _lazy
+from pymc_jaxops import _lazy, _upstream
 from pymc_jaxops import absorb as _absorb  # noqa: F401  (whole-graph XLA rewrite)
 from pymc_jaxops import dispatch as _dispatch  # noqa: F401  (registers jax_funcify)
 from pymc_jaxops import multiprocess as _multiprocess  # noqa: F401  (no fork of live JAX)
 from pymc_jaxops import rewrites as _rewrites  # noqa: F401  (registers graph rewrites)
 from pymc_jaxops import vectorize as _vectorize  # noqa: F401  (JaxOp -> jax.vmap)
-from pymc_jaxops.bridge import (
-    KernelTypeError,
-    numba_to_jax,
-    register_jax_fallback,
-    unregister_jax_fallback,
-)
+from pymc_jaxops.bridge import numba_to_jax, register_jax_fallback, unregister_jax_fallback
 from pymc_jaxops.devices import set_cpu_devices
+from pymc_jaxops.errors import ConfigError, KernelTypeError, WorkerProcessError, X64Error
 from pymc_jaxops.to_jax import _rv_samplers  # noqa: F401  (JAX samplers PyTensor lacks)
 from pymc_jaxops.wrap import as_pytensor_op, clear_caches
 
@@ -37,9 +33,8 @@ if TYPE_CHECKING:
     from pymc_jaxops.to_jax.blackjax_nuts import sample_blackjax_nuts
     from pymc_jaxops.to_jax.model import JaxModel, model_to_jax
 
-# On by default so black-box Ops sample with NumPyro out of the box; scoped to Ops with no
-# JAX implementation of their own; unregister_jax_fallback() switches it off.
-register_jax_fallback()
+# Every registration and patch the imports above declared, applied at once (see _upstream).
+_upstream.install()
 
 try:
     __version__: str = version("pymc_jaxops")
@@ -54,6 +49,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "ConfigError",
     "JaxModel",
     "KernelTypeError",
     "as_pytensor_op",
@@ -64,6 +60,8 @@ __all__ = [
     "sample_blackjax_nuts",
     "set_cpu_devices",
     "unregister_jax_fallback",
+    "WorkerProcessError",
+    "X64Error",
 ]
 
 

@@ -22,24 +22,15 @@ import pickle
 import signal
 import threading
 from collections import ChainMap
-from multiprocessing import popen_spawn_posix, spawn
-from multiprocessing import util as _util
 from multiprocessing.connection import Connection, wait
-from multiprocessing.context import set_spawning_popen
-from multiprocessing.reduction import ForkingPickler
 from typing import Any, ClassVar
 
 import cloudpickle
 from rich.progress import Progress  # PyMC's progress bars
 
-from pymc_jaxops.multiprocess import WorkerProcessError
+from pymc_jaxops._upstream import multiprocessing as _mp
+from pymc_jaxops.errors import WorkerProcessError
 from pymc_jaxops.ops import for_this_machine
-
-# The standard library's private helpers used here have no type stubs.
-util: Any = _util
-_FORKING_PICKLER: Any = ForkingPickler
-
-_MAIN_KEYS = ("init_main_from_path", "init_main_from_name")
 
 
 class _Pickler(cloudpickle.Pickler):
@@ -47,7 +38,7 @@ class _Pickler(cloudpickle.Pickler):
     # what lives in shared memory or carries a file descriptor (Connection, RawArray,
     # socket). The latter dict is read live: PyMC registers its RawArray types at run time.
     dispatch_table: ClassVar[ChainMap[Any, Any]] = ChainMap(
-        cloudpickle.Pickler.dispatch_table, _FORKING_PICKLER._extra_reducers
+        cloudpickle.Pickler.dispatch_table, _mp.extra_reducers()
     )
 
     def reducer_override(self, obj: Any) -> Any:
@@ -63,13 +54,6 @@ class _NullProgress:
 
     def __getattr__(self, name: str) -> Any:
         return lambda *args, **kwargs: None
-
-
-def _preparation_data(name: str) -> dict[str, Any]:
-    data = spawn.get_preparation_data(name)
-    for key in _MAIN_KEYS:
-        data.pop(key, None)
-    return data
 
 
 # The child's whole program. An error before the process object exists (a module the user's
@@ -164,7 +148,7 @@ def _watch(
 
 def _worker_end_of_pipe(process_obj: Any) -> Connection | None:
     # PyMC hands each chain process its end of a Pipe as a positional argument.
-    for arg in getattr(process_obj, "_args", ()):
+    for arg in _mp.process_args(process_obj):
         if isinstance(arg, Connection):
             return arg
     return None
@@ -188,22 +172,19 @@ def watch(popen: Any, process_obj: Any, error_r: int | None = None) -> None:
     ).start()
 
 
-class Popen(popen_spawn_posix.Popen):
+class Popen(_mp.SpawnPopen):
     """A spawned child that is not given the parent's ``__main__`` to run."""
 
     method = "spawn"
     _fds: list[int]
 
     def _launch(self, process_obj: Any) -> None:
-        from multiprocessing import resource_tracker
-
-        tracker_fd = resource_tracker.getfd()
-        assert tracker_fd is not None  # getfd() starts the tracker
+        tracker_fd = _mp.resource_tracker_fd()
         self._fds.append(tracker_fd)
         payload = io.BytesIO()
-        set_spawning_popen(self)  # lets Connection / RawArray / authkey pickle their fds
+        _mp.set_spawning_popen(self)  # lets Connection / RawArray / authkey pickle their fds
         try:
-            ForkingPickler(payload).dump(_preparation_data(process_obj._name))
+            _mp.ForkingPickler(payload).dump(_mp.preparation_data(process_obj.name))
             with for_this_machine():  # the plans timed here travel with the Ops
                 _Pickler(payload, protocol=-1).dump(process_obj)
         except pickle.PicklingError:
@@ -215,17 +196,18 @@ class Popen(popen_spawn_posix.Popen):
                 f"process, because JAX is running here and forking it would hang: {error}"
             ) from error
         finally:
-            set_spawning_popen(None)
+            _mp.set_spawning_popen(None)
 
         to_child_r, to_child_w = os.pipe()
         sentinel_r, sentinel_w = os.pipe()  # EOF on sentinel_r once the child is gone
         error_r, error_w = os.pipe()
         try:
             program = _child_program(tracker_fd, to_child_r, error_w)
-            flags = util._args_from_interpreter_flags()
-            command = [spawn.get_executable(), *flags, "-c", program, "--multiprocessing-fork"]
+            executable = _mp.spawn_executable()
+            flags = _mp.interpreter_flags()
+            command = [executable, *flags, "-c", program, "--multiprocessing-fork"]
             self._fds.extend([to_child_r, sentinel_w, error_w])
-            self.pid = util.spawnv_passfds(spawn.get_executable(), command, self._fds)
+            self.pid = _mp.spawnv_passfds(executable, command, self._fds)
         except BaseException:
             for fd in (to_child_w, sentinel_r, error_r):
                 os.close(fd)
@@ -234,7 +216,7 @@ class Popen(popen_spawn_posix.Popen):
             for fd in (to_child_r, sentinel_w, error_w):
                 os.close(fd)
         self.sentinel = sentinel_r
-        self.finalizer = util.Finalize(self, util.close_fds, (sentinel_r,))
+        self.finalizer = _mp.Finalize(self, _mp.close_fds, (sentinel_r,))
         try:
             watch(self, process_obj, error_r)
         except BaseException:

@@ -25,20 +25,19 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import Sequence
-from multiprocessing import util as _util
 from multiprocessing.connection import Connection
 from typing import Any
 
 import cloudpickle
 import numpy as np
 
+from pymc_jaxops._upstream import multiprocessing as _mp
+from pymc_jaxops._upstream import pymc as _pymc
 from pymc_jaxops.ops import for_this_machine
 
-__all__ = ["PROCESS_START_S", "THREADS_ABOVE_S", "Popen", "pays"]
+__all__ = ["PROCESS_START_S", "THREADS_ABOVE_S", "Popen", "pays", "usable"]
 
 _logger = logging.getLogger("pymc")
-util: Any = _util  # the standard library's private helpers have no type stubs
 
 THREADS_ABOVE_S = 150e-6
 """Chains run in threads when one logp+gradient call, all in XLA, takes at least this long.
@@ -56,14 +55,6 @@ even when the model is cheap: processes could not win back their start.
 
 # A rough chain length: leapfrog steps per draw, and PyMC's Python work per step.
 _STEPS_PER_DRAW, _PYTHON_PER_STEP_S = 10, 50e-6
-
-# PyMC's ``_run_process`` arguments, by position (pymc.sampling.parallel, PyMC 5.28.5).
-_CONN, _STEP, _STEP_IS_PICKLED, _SHARED_POINT, _DRAWS, _TUNE, _ZARR = 1, 2, 3, 4, 5, 6, 11
-
-
-def _logp_dlogp_functions(step: Any) -> list[Any]:
-    methods = getattr(step, "methods", [step])  # a CompoundStep holds several
-    return [m._logp_dlogp_func for m in methods if hasattr(m, "_logp_dlogp_func")]
 
 
 def _runs_in_xla(compiled: Any) -> bool:
@@ -86,9 +77,25 @@ def _seconds_per_call(compiled: Any, x: np.ndarray) -> float:
     return best
 
 
-def _usable(args: Sequence[Any]) -> bool:
-    """PyMC's worker arguments as this module knows them, with nothing it cannot copy."""
-    return len(args) > _ZARR and not args[_STEP_IS_PICKLED] and args[_ZARR] is None
+def _cores() -> int:
+    return os.cpu_count() or 2
+
+
+def _arguments(process_obj: Any) -> dict[str, Any] | None:
+    """PyMC's worker arguments by name, if they are as this module knows them, with
+    nothing it cannot copy."""
+    bound = _pymc.bind_sample_worker_args(_mp.process_args(process_obj))
+    if bound is None:
+        return None
+    args = bound.arguments
+    if args.get("step_method_is_pickled") or args.get("zarr_chains") is not None:
+        return None
+    return args
+
+
+def usable(process_obj: Any) -> bool:
+    """Whether ``process_obj`` (a ``pm.sample`` chain process) can run in a thread."""
+    return _arguments(process_obj) is not None
 
 
 # One decision per step object: every chain of one pm.sample call gets the same answer.
@@ -104,10 +111,10 @@ def pays(process_obj: Any) -> bool:
     sooner than processes could start (:data:`PROCESS_START_S`); False for everything else,
     or if it cannot be measured.
     """
-    args = getattr(process_obj, "_args", ())
-    if not _usable(args):
+    args = _arguments(process_obj)
+    if args is None:
         return False
-    step = args[_STEP]
+    step = args["step_method"]
     try:
         return _DECISIONS[step]
     except (KeyError, TypeError):
@@ -122,27 +129,26 @@ def pays(process_obj: Any) -> bool:
     return decision
 
 
-def _decide(step: Any, args: Sequence[Any]) -> bool:
-    fns = _logp_dlogp_functions(step)
+def _decide(step: Any, args: dict[str, Any]) -> bool:
+    fns = _pymc.logp_dlogp_functions(step)
     if not fns:
         return False
     point = {
         name: np.frombuffer(a, dtype).reshape(shape)
-        for name, (a, shape, dtype) in args[_SHARED_POINT].items()
+        for name, (a, shape, dtype) in args["shared_point"].items()
     }
     seconds, in_xla = 0.0, True
-    for fn in fns:
-        x = np.concatenate([np.ravel(point[v.name]) for v in fn._grad_vars])
-        compiled = fn._pytensor_function  # the step sets its extra (shared) values itself
+    for compiled, names in fns:  # the step sets its extra (shared) values itself
+        x = np.concatenate([np.ravel(point[name]) for name in names])
         seconds = max(seconds, _seconds_per_call(compiled, x))
         in_xla = in_xla and _runs_in_xla(compiled)
     if in_xla and seconds >= THREADS_ABOVE_S:
         return True
     # Taking turns on the GIL, n chains in threads cost about n chain lengths; in processes,
     # a start plus one chain length.
-    draws = int(args[_DRAWS]) + int(args[_TUNE])
+    draws = int(args["draws"]) + int(args["tune"])
     chain_s = draws * _STEPS_PER_DRAW * (seconds + _PYTHON_PER_STEP_S)
-    others = max(1, (os.cpu_count() or 2) - 1)
+    others = max(1, _cores() - 1)
     return others * chain_s < PROCESS_START_S
 
 
@@ -157,24 +163,26 @@ class Popen:
     method = "thread"
 
     def __init__(self, process_obj: Any) -> None:
-        args = list(process_obj._args)
-        if not _usable(args):
+        bound = _pymc.bind_sample_worker_args(_mp.process_args(process_obj))
+        if bound is None or not usable(process_obj):
             raise ValueError(f"pymc_jaxops cannot run {process_obj.name!r} in a thread")
+        args = bound.arguments
         # The worker's own step, copied here (not in the thread, beside other chains'
         # copies): its PyTensor functions have their own storage, and our Ops keep the
         # jitted functions and the plans timed in this process.
         with for_this_machine():
-            args[_STEP] = cloudpickle.loads(cloudpickle.dumps(args[_STEP], protocol=-1))
+            step = cloudpickle.dumps(args["step_method"], protocol=-1)
+            args["step_method"] = cloudpickle.loads(step)
         # PyMC closes its copy of the worker's end of the pipe right after start().
-        self._conn = args[_CONN] = Connection(os.dup(args[_CONN].fileno()))
+        self._conn = args["msg_pipe"] = Connection(os.dup(args["msg_pipe"].fileno()))
         self.pid = None  # no process of its own: nothing that could be signalled
         self.returncode: int | None = None
         self._terminated = False
         self.sentinel, done_w = os.pipe()  # EOF on sentinel once the thread is done
-        self.finalizer = util.Finalize(self, util.close_fds, (self.sentinel,))
+        self.finalizer = _mp.Finalize(self, _mp.close_fds, (self.sentinel,))
         self._thread = threading.Thread(
             target=self._run,
-            args=(process_obj._target, args, done_w),
+            args=(_mp.process_target(process_obj), list(bound.args), done_w),
             name=f"pymc_jaxops {process_obj.name}",
             daemon=True,
         )

@@ -1,4 +1,4 @@
-"""Run a whole compiled graph around our JAX Ops as one XLA program on the C backend.
+"""Run a whole compiled graph around our JAX Ops as one XLA program on the C or Numba backend.
 
 On PyMC's default backend every node of the logp+dlogp graph other than our Op (transforms,
 priors, the likelihood on the Op's output, the raveled gradient) runs as a C thunk, and each
@@ -8,7 +8,9 @@ call crosses the NumPy/JAX boundary once per JAX Op. When a graph holds one of o
 without the user asking.
 
 It is **on by default** in every mode with PyTensor's C backend (``fast_run``, the mode
-``pm.sample()`` compiles with). Switch it off for one function with
+``pm.sample()`` compiles with on pymc 5) and every mode with its Numba backend (the default
+of pytensor 3 / pymc 6): there the compiled Numba function enters Python once per call, to
+launch the XLA executable. Switch it off for one function with
 ``mode=get_default_mode().excluding("pymc_jaxops_absorb")`` (also accepted by
 ``model.logp_dlogp_function(mode=...)`` and ``pm.sample(compile_kwargs={"mode": ...})``), or
 for the whole process with ``PYTENSOR_FLAGS=optimizer_excluding=pymc_jaxops_absorb``.
@@ -54,6 +56,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+import warnings
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -61,8 +64,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from pytensor.compile.function import function
-from pytensor.compile.mode import get_mode, optdb
+from pytensor import function
+from pytensor.compile.mode import get_mode
 from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.graph.basic import Apply, Constant, Variable
 from pytensor.graph.fg import FunctionGraph
@@ -72,16 +75,16 @@ from pytensor.graph.rewriting.basic import GraphRewriter
 from pytensor.link.jax.dispatch import jax_funcify
 from pytensor.raise_op import CheckAndRaise
 from pytensor.tensor.random.op import RandomVariable
-from pytensor.tensor.subtensor import (
-    AdvancedIncSubtensor,
-    AdvancedIncSubtensor1,
-    AdvancedSubtensor,
-    AdvancedSubtensor1,
-    IncSubtensor,
-    Subtensor,
-)
+from pytensor.tensor.subtensor import IncSubtensor, Subtensor
 from pytensor.tensor.type import TensorType
 
+from pymc_jaxops._upstream.pytensor import (
+    ADVANCED_INC_SUBTENSOR,
+    ADVANCED_SUBTENSOR,
+    object_mode_impl,
+    register_dispatch,
+    register_rewrite,
+)
 from pymc_jaxops.ops import JaxOp, _jitted
 from pymc_jaxops.precision import needs_x64
 
@@ -176,7 +179,7 @@ class XlaGraphOp(Op):
                     replace=dict(zip(self.fallback_inputs, inputs, strict=True)),
                 )
                 # PyTensor's C backend whatever the default mode, without this rewrite.
-                mode = get_mode("FAST_RUN").excluding(TAG)
+                mode = get_mode("CVM").excluding(TAG)
                 self.__dict__["_fallback"] = function(
                     inputs, outs, mode=mode, on_unused_input="ignore"
                 )
@@ -278,9 +281,9 @@ def _index_inputs(node) -> list:
         return list(node.inputs[1:])
     if isinstance(op, IncSubtensor):
         return list(node.inputs[2:])
-    if isinstance(op, AdvancedSubtensor1 | AdvancedSubtensor):
+    if isinstance(op, ADVANCED_SUBTENSOR):
         return list(node.inputs[1:])
-    if isinstance(op, AdvancedIncSubtensor1 | AdvancedIncSubtensor):
+    if isinstance(op, ADVANCED_INC_SUBTENSOR):
         return list(node.inputs[2:])
     return []
 
@@ -349,8 +352,23 @@ class _Absorb(GraphRewriter):
 
 absorb_into_xla = _Absorb()
 
-# After canonicalize (position 1), where PyMC's compile turns parameter checks into switches;
-# "cxx_only": the NUMBA and JAX modes compile the whole graph themselves.
-optdb.register(
+# After canonicalize (position 1), where PyMC's compile turns parameter checks into switches.
+# Twice: for the C backend ("cxx_only", which the JAX and Numba linkers exclude) and for
+# the Numba backend (its linker requires "numba" rewrites); never in JAX mode, which jits
+# the whole graph itself.
+register_rewrite(
     "pymc_jaxops_absorb_into_xla", absorb_into_xla, "fast_run", TAG, "cxx_only", position=1.1
 )
+register_rewrite("pymc_jaxops_absorb_into_xla_numba", _Absorb(), "numba", TAG, position=1.1)
+
+
+def _numba_funcify_xla_graph(op: XlaGraphOp, node=None, **kwargs):
+    # One object-mode call per evaluation: Numba enters Python once, to launch the XLA
+    # executable (which releases the GIL while it runs). PyTensor warns for every Op it runs
+    # this way; here it is the design, not a missing implementation.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Numba will use object mode", UserWarning)
+        return object_mode_impl(op, node, **kwargs)
+
+
+register_dispatch("numba", XlaGraphOp, _numba_funcify_xla_graph)

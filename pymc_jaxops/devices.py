@@ -23,13 +23,14 @@ import os
 import warnings
 
 import jax
-from jax._src import xla_bridge
+
+from pymc_jaxops import _config
+from pymc_jaxops._upstream import jax as _jax
 
 __all__ = ["ENV_VAR", "set_cpu_devices"]
 
-ENV_VAR = "PYMC_JAXOPS_CPU_DEVICES"
+ENV_VAR = _config.CPU_DEVICES
 _XLA_FLAG = "--xla_force_host_platform_device_count"
-_OFF = ("0", "off", "false", "no")
 
 
 def set_cpu_devices(n: int | None = None) -> int:
@@ -73,7 +74,7 @@ def set_cpu_devices(n: int | None = None) -> int:
         n = _usable_cores()
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"set_cpu_devices: n must be a positive int, got {n!r}")
-    if xla_bridge.backends_are_initialized():
+    if _jax.backends_are_initialized():
         raise RuntimeError(
             "set_cpu_devices: JAX has already started, so its device count is fixed. Call "
             "it (or import pymc_jaxops) before any JAX computation, or set "
@@ -93,25 +94,12 @@ def _usable_cores() -> int:
 
 def _user_configured() -> bool:
     flags = os.environ.get("XLA_FLAGS", "")
-    return xla_bridge.num_cpu_devices.value >= 0 or _XLA_FLAG in flags
+    return _jax.cpu_device_count_set() or _XLA_FLAG in flags
 
 
 def _requested_count() -> int | None:
-    raw = os.environ.get(ENV_VAR, "auto").strip().lower()
-    if raw in _OFF:
-        return None
-    if raw in ("", "auto"):
-        return _usable_cores()
-    try:
-        n = int(raw)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise ValueError(
-            f"pymc_jaxops: {ENV_VAR} must be 'auto', 'off' or a positive integer, "
-            f"got {os.environ[ENV_VAR]!r}"
-        )
-    return n
+    count = _config.cpu_devices()
+    return _usable_cores() if count == 0 else count
 
 
 def _configure_at_import() -> None:
@@ -119,11 +107,11 @@ def _configure_at_import() -> None:
     n = _requested_count()
     if n is None or _user_configured():
         return
-    if not xla_bridge.backends_are_initialized():
+    if not _jax.backends_are_initialized():
         if n > 1:
             jax.config.update("jax_num_cpu_devices", n)
         return
-    cpus = jax.devices("cpu") if "cpu" in xla_bridge.backends() else []
+    cpus = jax.devices("cpu") if "cpu" in _jax.initialized_backends() else []
     if n > 1 and 0 < len(cpus) < n and jax.default_backend() == "cpu":
         warnings.warn(
             f"pymc_jaxops: JAX started before pymc_jaxops was imported, with {len(cpus)} CPU "

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 import numpy as np
-from pytensor.link.jax.dispatch import jax_funcify
-from pytensor.link.numba.dispatch import numba_funcify
-from pytensor.link.numba.dispatch.basic import generate_fallback_impl
 
+from pymc_jaxops._upstream.pytensor import object_mode_impl, register_dispatch
 from pymc_jaxops.ops import JaxOp
 from pymc_jaxops.precision import require_x64
 from pymc_jaxops.residuals import JaxForwardOp
 
 
-@jax_funcify.register(JaxOp)
 def _jax_funcify_jax_op(op: JaxOp, **kwargs):
     # The un-jitted function: the JAX linker (numpyro, blackjax, nutpie) jits the whole
     # model graph at once, so XLA sees through our Op.
@@ -49,7 +46,10 @@ class _NumpyOutputs:
             storage[0] = np.asarray(storage[0])
 
 
-@numba_funcify.register(JaxForwardOp)
 def _numba_funcify_forward(op: JaxForwardOp, node=None, **kwargs):
     # The C VM passes residuals to the backward Op as JAX arrays; Numba must unbox them.
-    return generate_fallback_impl(_NumpyOutputs(op), node, **kwargs)
+    return object_mode_impl(_NumpyOutputs(op), node, **kwargs)
+
+
+register_dispatch("jax", JaxOp, _jax_funcify_jax_op)
+register_dispatch("numba", JaxForwardOp, _numba_funcify_forward)

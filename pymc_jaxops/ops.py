@@ -1,7 +1,7 @@
 """PyTensor Ops that run a JAX function: the forward ``JaxOp`` and ``JaxValueAndGradOp``.
 
 ``JaxValueAndGradOp`` computes primal outputs *and* input cotangents in one JAX call. The
-forward Op's ``L_op`` builds its gradient from one, and a graph rewrite (``rewrites.py``)
+forward Op's ``pullback`` builds its gradient from one, and a graph rewrite (``rewrites.py``)
 lets a compiled logp+dlogp graph take the primal outputs from it too, so the JAX function
 runs once per evaluation. A value-and-grad Op is itself a ``JaxOp``, so its gradient (the
 Hessian of the user's function) is built the same way.
@@ -23,10 +23,10 @@ import numpy as np
 import pytensor.tensor as pt
 from pytensor.gradient import DisconnectedType, disconnected_type, grad_undefined
 from pytensor.graph.basic import Apply, Constant, Variable
-from pytensor.graph.op import Op
 from pytensor.tensor.exceptions import ShapeError
 from pytensor.tensor.type import TensorType
 
+from pymc_jaxops._upstream.pytensor import JaxOpBase
 from pymc_jaxops.precision import mode_of, run_in
 from pymc_jaxops.shapes import InputDim, OutputSignature, dim_to_pytensor, symbolic_shape
 
@@ -139,7 +139,7 @@ class _ValueAndGrad:
         return (*outs, *grads)
 
 
-class JaxOp(Op):
+class JaxOp(JaxOpBase):
     """Run a JAX function on PyTensor variables.
 
     Parameters
@@ -215,7 +215,7 @@ class JaxOp(Op):
             # A writable copy: PyTensor may run in-place Ops on our outputs.
             storage[0] = np.array(value)
 
-    def infer_shape(self, fgraph, node, input_shapes):
+    def shape_of(self, node, input_shapes):
         sig = self.signature
         if any(d is None for dims in sig.dims for d in dims):
             raise ShapeError(f"{self}: output shape known only at run time")
@@ -230,7 +230,7 @@ class JaxOp(Op):
 
     def connection_pattern(self, node):
         # Integer graph roots stay "connected" so that asking for their gradient reaches
-        # L_op and gets an error naming the argument; computed integers (argmax(x), say)
+        # pullback and gets an error naming the argument; computed integers (argmax(x), say)
         # are disconnected, which is exact for piecewise-constant functions.
         return [
             [
@@ -240,7 +240,7 @@ class JaxOp(Op):
             for i in node.inputs
         ]
 
-    def L_op(self, inputs, outputs, output_grads):
+    def pullback(self, inputs, outputs, output_grads):
         for k, (o, g) in enumerate(zip(outputs, output_grads, strict=True)):
             if o.dtype.startswith("complex") and not isinstance(g.type, DisconnectedType):
                 raise NotImplementedError(

@@ -29,6 +29,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from pymc_jaxops.errors import X64Error
+
 __all__ = [
     "X64Error",
     "mode_of",
@@ -48,14 +50,6 @@ def _is_wide(dtype: Any) -> bool:
         return np.dtype(dtype) in _X64_DTYPES
     except TypeError:  # not an array dtype (a random generator's, say)
         return False
-
-
-class X64Error(TypeError, RuntimeError):
-    """A 64-bit type meets JAX with x64 off, where pymc_jaxops cannot scope the mode.
-
-    Both a ``TypeError`` (a dtype JAX cannot honour) and a ``RuntimeError`` (a process
-    setting), so code that caught either from earlier versions keeps working.
-    """
 
 
 def x64_enabled() -> bool:

@@ -266,7 +266,7 @@ class JaxForwardOp(JaxOp):
             storage[0] = value
         output_storage[-1][0] = np.array(flag, dtype="int8")
 
-    def L_op(self, inputs, outputs, output_grads):
+    def pullback(self, inputs, outputs, output_grads):
         raise NotImplementedError(
             f"{self}: built by a compile-time rewrite; differentiate the graph before compiling."
         )
@@ -333,7 +333,7 @@ class JaxBackwardOp(JaxOp):
         for storage, value in zip(output_storage, grads, strict=True):
             storage[0] = np.array(value)
 
-    def L_op(self, inputs, outputs, output_grads):
+    def pullback(self, inputs, outputs, output_grads):
         raise NotImplementedError(
             f"{self}: built by a compile-time rewrite; differentiate the graph before compiling."
         )

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from typing import cast
 
-from pytensor.compile.mode import optdb
 from pytensor.graph.rewriting.basic import GraphRewriter
 from pytensor.graph.traversal import ancestors
 
+from pymc_jaxops._upstream.pytensor import register_rewrite
 from pymc_jaxops.ops import JaxOp, JaxValueAndGradOp
 from pymc_jaxops.residuals import split_value_and_grad
 
@@ -105,7 +105,7 @@ def _split(fgraph, fwd, vg) -> None:
 
 fuse_value_and_grad = _FuseValueAndGrad()
 
-optdb.register(
+register_rewrite(
     "pymc_jaxops_fuse_value_and_grad",
     fuse_value_and_grad,
     "fast_run",

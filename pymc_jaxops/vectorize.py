@@ -25,10 +25,10 @@ from dataclasses import dataclass
 import jax
 import pytensor.tensor as pt
 from pytensor.graph.basic import Apply, Variable
-from pytensor.graph.replace import _vectorize_node
 from pytensor.tensor.extra_ops import broadcast_shape
 from pytensor.tensor.type import TensorType
 
+from pymc_jaxops._upstream.pytensor import register_vectorize
 from pymc_jaxops.ops import JaxOp, JaxValueAndGradOp
 from pymc_jaxops.shapes import Dim, InputDim, OutputSignature, rename_dims
 
@@ -138,7 +138,6 @@ def _batched_signature(
     )
 
 
-@_vectorize_node.register(JaxOp)
 def _vectorize_jax_op(op: JaxOp, node: Apply, *batched_inputs: Variable) -> Apply:
     batched_inputs = tuple(pt.as_tensor_variable(x) for x in batched_inputs)
     batch_ndims = [
@@ -159,7 +158,6 @@ def _vectorize_jax_op(op: JaxOp, node: Apply, *batched_inputs: Variable) -> Appl
     return vmapped.make_node(*inputs)
 
 
-@_vectorize_node.register(JaxValueAndGradOp)
 def _vectorize_value_and_grad(
     op: JaxValueAndGradOp, node: Apply, *batched_inputs: Variable
 ) -> Apply:
@@ -204,3 +202,7 @@ def _vectorize_value_and_grad(
     ]
     vg = JaxValueAndGradOp(forward.op, op.ct_mask, op.wrt_mask)
     return vg.make_node(*forward.inputs, *full)
+
+
+register_vectorize(JaxOp, _vectorize_jax_op)
+register_vectorize(JaxValueAndGradOp, _vectorize_value_and_grad)

@@ -24,7 +24,10 @@ FLOATS = ["float16", "float32", "float64"]
 INTS = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "bool"]
 COMPLEX = ["complex64", "complex128"]
 DTYPES = FLOATS + INTS + COMPLEX
-MODES = ["FAST_RUN", "JAX"]
+# The C backend (pymc 5's default), Numba (pymc 6's default) and JAX.
+MODES = ["CVM", "NUMBA", "JAX"]
+# Numba has no float16 at all (PyTensor's Numba backend refuses it with or without our Op).
+NO_FLOAT16 = {"NUMBA"}
 
 
 def _kernel(x, y, out_dtype):
@@ -57,9 +60,10 @@ def row_values():
     def get(din, mode):
         if (din, mode) not in cache:
             x, y = _inputs(din)
-            outs = as_pytensor_op(lambda x, y: tuple(_kernel(x, y, d) for d in DTYPES))(x, y)
+            douts = [d for d in DTYPES if d != "float16" or mode not in NO_FLOAT16]
+            outs = as_pytensor_op(lambda x, y: tuple(_kernel(x, y, d) for d in douts))(x, y)
             fn = pytensor.function([x, y], list(outs), mode=mode)
-            cache[din, mode] = dict(zip(DTYPES, fn(_value(din, 0), _value(din, 1)), strict=True))
+            cache[din, mode] = dict(zip(douts, fn(_value(din, 0), _value(din, 1)), strict=True))
         return cache[din, mode]
 
     return get
@@ -69,6 +73,8 @@ def row_values():
 @pytest.mark.parametrize("dout", DTYPES)
 @pytest.mark.parametrize("din", DTYPES)
 def test_value_matches_jax(din, dout, mode, row_values):
+    if mode in NO_FLOAT16 and "float16" in (din, dout):
+        pytest.skip("Numba has no float16")
     got = row_values(din, mode)[dout]
     want = _kernel(_value(din, 0), _value(din, 1), dout)
     assert got.dtype == np.dtype(dout)

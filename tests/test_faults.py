@@ -37,7 +37,9 @@ def _check(idata):
 @pytest.mark.timeout(300)
 def test_pymc_nuts_reports_divergences_and_keeps_sampling():
     with _model():
-        idata = pm.sample(400, tune=300, chains=1, random_seed=2, progressbar=False)
+        idata = pm.sample(
+            400, tune=300, chains=1, random_seed=2, progressbar=False, nuts_sampler="pymc"
+        )
     _check(idata)
 
 

@@ -45,8 +45,10 @@ def _start(target, *args, **attributes):
 
 
 def test_preparation_data_keeps_paths_and_drops_main():
-    data = _fresh_start._preparation_data("worker")
-    assert not set(_fresh_start._MAIN_KEYS) & set(data)
+    from pymc_jaxops._upstream import multiprocessing as upstream_mp
+
+    data = upstream_mp.preparation_data("worker")
+    assert not {"init_main_from_path", "init_main_from_name"} & set(data)
     assert data["sys_path"] and data["dir"] == os.getcwd()
 
 

@@ -43,7 +43,7 @@ SCRIPT = textwrap.dedent(
         pm.Potential("lik", loglik(np.random.default_rng(0).normal(size=100), mu))
         # PyMC catches the KeyboardInterrupt and returns the draws made so far.
         idata = pm.sample(
-            draws=10**6, tune=100, chains=2, cores=2, progressbar=False,
+            draws=10**6, tune=100, chains=2, cores=2, progressbar=False, nuts_sampler="pymc",
             callback=report_workers_once_they_sample, compute_convergence_checks=False,
         )
         print("RETURNED", idata.posterior.sizes["draw"], flush=True)

@@ -28,7 +28,10 @@ from tests import _subprocess
 from tests._subprocess import SCRIPTS
 
 SEED = 20240611
-SAMPLE_KW = dict(draws=150, tune=150, chains=2, random_seed=SEED, progressbar=False)
+# PyMC's own NUTS and chain processes (on pymc 6, pm.sample() would pick nutpie).
+SAMPLE_KW = dict(
+    draws=150, tune=150, chains=2, random_seed=SEED, progressbar=False, nuts_sampler="pymc"
+)
 SAMPLE_KW["compute_convergence_checks"] = False
 
 
@@ -155,6 +158,9 @@ def test_long_cheap_chains_still_start_processes(monkeypatch):
         _thread_start._DECISIONS.clear()  # decided once per step otherwise
         return _thread_start.pays(_Proc(draws))
 
+    # The rule weighs the other cores' chains: fix the machine at 2 cores, as on CI.
+    monkeypatch.setattr(_thread_start, "_cores", lambda: 2)
+
     assert not pays(10**6)
     assert pays(100)  # short chains cannot pay for processes
     monkeypatch.setattr(_thread_start, "THREADS_ABOVE_S", 0.0)
@@ -187,7 +193,7 @@ def test_an_error_in_a_chain_thread_reaches_the_parent():
         mu = pm.Normal("mu")
         pm.Potential("lik", loglik(np.zeros(5), mu))
         with pytest.raises(Exception, match="loglik failed in a chain thread"):
-            pm.sample(draws=50, tune=50, chains=2, cores=2, progressbar=False)
+            pm.sample(draws=50, tune=50, chains=2, cores=2, progressbar=False, nuts_sampler="pymc")
 
 
 _SCRIPT = """
@@ -212,7 +218,8 @@ if __name__ == "__main__":
         sigma = pm.HalfNormal("sigma", 1)
         pm.Potential("lik", ar_logp(y, mu, sigma))
         idata = pm.sample(draws=150, tune=150, chains=2, cores=2, random_seed=3,
-                          progressbar=False, mp_ctx=MP_CTX, compute_convergence_checks=False)
+                          progressbar=False, mp_ctx=MP_CTX, compute_convergence_checks=False,
+                          nuts_sampler="pymc")
     print(json.dumps({"mean": float(idata.posterior["mu"].mean()),
                       "dtype": str(idata.posterior["mu"].dtype)}))
 """
@@ -250,6 +257,25 @@ def test_unguarded_script_file(entry):
     means = _check_recovers_truth(result, entry)
     if entry == "ppc":
         assert abs(means["y_mean"] - means["mu"]) < 0.05
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("entry", ["nuts", "smc"])
+def test_unguarded_script_with_forkserver_as_default(entry):
+    # Python 3.14 makes forkserver the default on Linux: its server imports __main__, which
+    # would re-run an unguarded script. Chain processes start in fresh interpreters instead.
+    result = _subprocess.run(
+        [SCRIPT, entry], timeout=400, extra_env={"START_METHOD": "forkserver"}
+    )
+    _check_recovers_truth(result, entry)
+
+
+@pytest.mark.slow
+def test_unguarded_script_with_pm_sample_defaults():
+    # pymc 6 with nutpie installed: nutpie (Numba backend, chains in Rust threads); pymc 5:
+    # PyMC's NUTS in chain processes. Either way, no main guard and the right answer.
+    result = _subprocess.run([SCRIPT, "default"], timeout=500)
+    _check_recovers_truth(result, "default")
 
 
 @pytest.mark.slow
@@ -341,20 +367,24 @@ def test_only_pymc_chain_workers_are_started_differently():
     from pymc.sampling.population import PopulationStepper
     from pymc.smc.parallel import _run_smc_process
 
+    from pymc_jaxops._upstream.pymc import is_chain_worker
+
     fork = multiprocessing.get_context("fork")
     for target in (_run_process, _run_smc_process, PopulationStepper._run_secondary):
-        assert multiprocess._is_chain_worker(fork.Process(target=target))
-    assert not multiprocess._is_chain_worker(fork.Process(target=print))
+        assert is_chain_worker(fork.Process(target=target))
+    assert not is_chain_worker(fork.Process(target=print))
 
 
-def test_uninstall_restores_fork_and_install_is_idempotent():
-    original = multiprocessing.context.ForkProcess._Popen
+def test_uninstall_restores_fork_and_forkserver_and_install_is_idempotent():
+    classes = (multiprocessing.context.ForkProcess, multiprocessing.context.ForkServerProcess)
+    original = [cls._Popen for cls in classes]
     try:
         multiprocess.install()
-        assert multiprocessing.context.ForkProcess._Popen is original
+        assert [cls._Popen for cls in classes] == original
+        assert all(hasattr(p, "_pymc_jaxops_original") for p in original)
         multiprocess.uninstall()
         assert not multiprocess.installed()
-        assert multiprocessing.context.ForkProcess._Popen.__module__ == "multiprocessing.context"
+        assert not any(hasattr(cls._Popen, "_pymc_jaxops_original") for cls in classes)
     finally:
         multiprocess.install()
     assert multiprocess.installed()
@@ -370,7 +400,8 @@ def test_environment_variable_opts_out():
 
 @pytest.mark.slow
 def test_guarded_script_with_function_in_main_and_forkserver(tmp_path):
-    # An explicit start method is the user's choice and is left alone.
+    # Chain processes of a forkserver context start in fresh interpreters too (the fork server
+    # would import __main__); a guarded script with its function in __main__ samples.
     script = tmp_path / "user_script.py"
     script.write_text(textwrap.dedent(_SCRIPT).replace("MP_CTX", repr("forkserver")))
     result = _subprocess.run([str(script)], timeout=400)

@@ -72,7 +72,7 @@ def _pm_sample(model, **kwargs):
 
 @pytest.mark.slow
 def test_pymc_nuts(model):
-    _assert_recovers(_pm_sample(model))
+    _assert_recovers(_pm_sample(model, nuts_sampler="pymc"))
 
 
 @pytest.mark.slow

@@ -13,7 +13,9 @@ from typing import Any
 
 import numpy as np
 from numba import types
-from numba.np.numpy_support import as_dtype
+
+from pymc_jaxops._upstream.numba import as_dtype
+from pymc_jaxops.errors import KernelTypeError
 
 _SCALAR_TYPES = {
     np.dtype(np.float32): types.float32,
@@ -34,11 +36,6 @@ class Kernel:
     # The outputs were declared by the user (``out=``), so a result of another dtype is an
     # error; derivative outputs instead take the dtype of their argument, as in JAX.
     exact_dtypes: bool
-
-
-class KernelTypeError(TypeError):
-    """A function given to the bridge cannot be compiled for, or does not return, what the
-    call declares; raised while JAX traces, naming the function."""
 
 
 def _argument_type(dtype: np.dtype, rank: int) -> types.Type:

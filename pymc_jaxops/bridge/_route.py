@@ -7,8 +7,8 @@ from typing import Any
 
 import jax
 import numpy as np
-from numba.core.registry import CPUDispatcher
 
+from pymc_jaxops._upstream.numba import is_nopython_function
 from pymc_jaxops.bridge._callback import callback_call
 from pymc_jaxops.bridge._handler import ffi_target
 from pymc_jaxops.bridge._kernel import Kernel, KernelTypeError, check_result, compile_kernel
@@ -16,7 +16,7 @@ from pymc_jaxops.bridge._kernel import Kernel, KernelTypeError, check_result, co
 
 def can_ffi(fn: Callable[..., Any]) -> bool:
     """Whether ``fn`` is a Numba function an FFI handler can call (nopython mode)."""
-    return isinstance(fn, CPUDispatcher) and not fn.targetoptions.get("forceobj", False)
+    return is_nopython_function(fn)
 
 
 def call_kernels(

@@ -1,4 +1,4 @@
-"""The XLA FFI C ABI (``xla/ffi/api/c_api.h``, API 0.3) as seen from Numba.
+"""The XLA FFI C ABI (``xla/ffi/api/c_api.h``, API 0.3 to 0.5) as seen from Numba.
 
 The struct layouts are written once as :mod:`ctypes` structures transcribed from the header
 that jaxlib ships (``jax.ffi.include_dir()``), so the byte offsets the Numba handler uses are
@@ -15,17 +15,36 @@ Buffers are numbered inputs first, then outputs; ``n_in`` says where outputs sta
 from __future__ import annotations
 
 import ctypes as C
+import re
+from pathlib import Path
 
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
-from numba.core import cgutils
 from numba.extending import intrinsic
 
-# The header version this module transcribes; XLA asks every typed handler for it at
-# registration time and refuses handlers that do not answer.
-API_MAJOR = 0
-API_MINOR = 3
+from pymc_jaxops._upstream.numba import cgutils
+
+
+def _header_version() -> tuple[int, int]:
+    # The version of the header jaxlib ships (0.3 with jax 0.10, 0.5 with jax 0.12): the
+    # handler answers with the API it was built against. The fields it reads have the same
+    # layout in both (tests/bridge/test_xla_ffi.py compiles the header to check).
+    import jax
+
+    try:
+        text = (Path(jax.ffi.include_dir()) / "xla" / "ffi" / "api" / "c_api.h").read_text()
+        found = [re.search(rf"#define XLA_FFI_API_{k}\s+(\d+)", text) for k in ("MAJOR", "MINOR")]
+        if found[0] and found[1]:
+            return int(found[0].group(1)), int(found[1].group(1))
+    except OSError:
+        pass
+    return 0, 3
+
+
+# XLA asks every typed handler for its API version at registration time and refuses
+# handlers that do not answer.
+API_MAJOR, API_MINOR = _header_version()
 
 EXTENSION_METADATA = 1
 ERROR_INVALID_ARGUMENT = 3

@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pymc_jaxops._upstream import Touch, declare
+from pymc_jaxops._upstream.pytensor import infer_shape, pullback
 from pymc_jaxops.bridge._callback import callback_call
 from pymc_jaxops.bridge._kernel import Kernel, KernelTypeError
 from pymc_jaxops.bridge._route import call_kernels, can_ffi
@@ -70,7 +72,7 @@ def _out_specs(
     shapes: list[tuple[int | None, ...]] = [tuple(o.type.shape) for o in node.outputs]
     if any(d is None for s in shapes for d in s) and hasattr(op, "infer_shape"):
         try:
-            inferred = op.infer_shape(None, node, [tuple(a.shape) for a in args])
+            inferred = infer_shape(op, node, [tuple(a.shape) for a in args])
         except Exception:
             inferred = None
         if inferred is not None:
@@ -128,11 +130,12 @@ def _gradient_fn(op: Any, node: Any) -> Callable[..., list[Any]]:
     outputs = [o.type() for o in node.outputs]
     ograds = [o.type() for o in node.outputs]
     try:
-        grads = op.L_op(inputs, outputs, ograds)
+        grads = pullback(op, inputs, outputs, ograds)
     except (NotImplementedError, MethodNotDefined) as exc:
         raise NotImplementedError(
             f"JAX cannot differentiate {op}: the Op defines no gradient ({exc}). "
-            "Implement its `grad` or `L_op` to sample it with a gradient-based JAX sampler."
+            "Implement its `pullback` (PyTensor 3) or `L_op`/`grad` (PyTensor 2) to sample "
+            "it with a gradient-based JAX sampler."
         ) from None
     keep: list[int] = []
     for i, g in enumerate(grads):
@@ -298,3 +301,13 @@ def unregister_jax_fallback() -> None:
     """
     global _ENABLED
     _ENABLED = False
+
+
+def _switch_on() -> Callable[[], None]:
+    register_jax_fallback()
+    return unregister_jax_fallback
+
+
+# On by default, so black-box Ops sample with NumPyro out of the box; scoped to Ops with no
+# JAX implementation of their own.
+declare(Touch("pytensor jax dispatch fallback for Ops without one", "pytensor", _switch_on))

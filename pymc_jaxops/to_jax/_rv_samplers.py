@@ -18,14 +18,15 @@ module); ``tests/to_jax/test_rv_samplers.py`` checks every distribution ``model_
 """
 
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import pytensor.tensor.random.basic as ptr
 from pymc.distributions.continuous import MoyalRV, RiceRV, SkewNormalRV, TruncatedNormalRV, WaldRV
 from pymc.distributions.discrete import DiscreteUniformRV
-from pytensor.link.jax.dispatch import jax_funcify
-from pytensor.link.jax.dispatch.random import jax_sample_fn
+
+from pymc_jaxops._upstream.pytensor import register_dispatch
 
 __all__: list[str] = []
 
@@ -185,12 +186,11 @@ _CORRECTIONS: dict[type, Callable[..., _SampleFn]] = {
     ptr.CategoricalRV: _categorical,
 }
 
-_missing = jax_sample_fn.dispatch(object)
 for _rv_type, _factory in _SAMPLERS.items():
-    if jax_sample_fn.dispatch(_rv_type) is _missing:
-        jax_sample_fn.register(_rv_type)(_factory)
+    register_dispatch("jax_sample_fn", _rv_type, _factory, only_if_missing=True)
 for _rv_type, _factory in _CORRECTIONS.items():
-    jax_sample_fn.register(_rv_type)(_factory)
+    register_dispatch("jax_sample_fn", _rv_type, _factory)
+
 
 # PyTensor's JAX random variables advance their RNG by writing the new key into the state
 # dict they are given. Two draws from one RNG state must agree (that is what the NumPy
@@ -198,17 +198,16 @@ for _rv_type, _factory in _CORRECTIONS.items():
 # rely on once rewrites duplicate the draw), but with a shared dict the second draw sees the
 # first one's advanced key and returns different numbers: LKJCorr then yields "correlations"
 # outside [-1, 1]. Handing each draw its own copy of the dict restores the semantics.
-_funcify_rv = jax_funcify.dispatch(ptr.RandomVariable)
+def _without_shared_state(funcify_rv: Callable[..., Any]) -> Callable[..., Any]:
+    def funcify(op, node=None, **kwargs):
+        sample = funcify_rv(op, node=node, **kwargs)
+
+        def sample_fn(rng, size, *parameters):
+            return sample(dict(rng), size, *parameters)
+
+        return sample_fn
+
+    return funcify
 
 
-def _funcify_rv_without_shared_state(op, node=None, **kwargs):
-    sample = _funcify_rv(op, node=node, **kwargs)
-
-    def sample_fn(rng, size, *parameters):
-        return sample(dict(rng), size, *parameters)
-
-    return sample_fn
-
-
-if _funcify_rv.__module__.startswith("pytensor."):  # not twice, and not over a newer fix
-    jax_funcify.register(ptr.RandomVariable)(_funcify_rv_without_shared_state)
+register_dispatch("jax", ptr.RandomVariable, _without_shared_state, wraps_previous=True)

@@ -13,12 +13,10 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any, NamedTuple, TypeAlias
 
-import arviz as az
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pymc as pm
-from arviz.data.base import make_attrs
 from pymc.backends.arviz import (
     coords_and_dims_for_inferencedata,
     find_constants,
@@ -26,6 +24,7 @@ from pymc.backends.arviz import (
 )
 from pymc.model import modelcontext
 
+from pymc_jaxops._upstream.arviz import from_groups
 from pymc_jaxops.to_jax._chains import CHAIN_METHODS, ChainLayout, ChainMethod
 from pymc_jaxops.to_jax.model import JaxModel, model_to_jax
 
@@ -53,7 +52,7 @@ def sample_blackjax_nuts(
     chain_method: ChainMethod | None = None,
     max_tree_depth: int = 10,
     progressbar: bool = True,
-) -> az.InferenceData:
+) -> Any:
     """Sample a PyMC model's posterior with BlackJAX NUTS and Stan-style window adaptation.
 
     Parameters
@@ -89,11 +88,13 @@ def sample_blackjax_nuts(
 
     Returns
     -------
-    az.InferenceData
-        ``posterior`` (constrained free variables and deterministics, with the model's dims and
-        coords), ``sample_stats`` (``diverging``, ``acceptance_rate``, ``step_size``,
-        ``tree_depth``, ``n_steps``, ``energy``, ``lp``), ``observed_data`` and, when the model
-        has any, ``constant_data``. Interrupted (Ctrl-C) after the warm-up, it holds the
+    arviz.InferenceData or xarray.DataTree
+        What ``pm.sample`` returns with the installed ArviZ (``InferenceData`` on arviz 0.x,
+        ``DataTree`` on arviz 1.x): ``posterior`` (constrained free variables and
+        deterministics, with the model's dims and coords), ``sample_stats``
+        (``diverging``, ``acceptance_rate``, ``step_size``, ``tree_depth``, ``n_steps``,
+        ``energy``, ``lp``), ``observed_data`` and, when the model has any,
+        ``constant_data``. Interrupted (Ctrl-C) after the warm-up, it holds the
         draws made so far, with a warning; interrupted during the warm-up,
         ``KeyboardInterrupt`` propagates.
 
@@ -168,24 +169,24 @@ def sample_blackjax_nuts(
         )
 
     coords, dims = coords_and_dims_for_inferencedata(model)
-    attrs = make_attrs(
-        {
+    groups = {"posterior": posterior, "sample_stats": stats}
+    for group, values in (
+        ("observed_data", find_observations(model)),
+        ("constant_data", find_constants(model)),
+    ):
+        if values:
+            groups[group] = values
+    return from_groups(
+        groups,
+        coords=coords,
+        dims=dims,
+        attrs={
             "sampling_time": sampling_time,
             "tuning_steps": tune,
             "random_seed": random_seed if isinstance(random_seed, int) else seed,
             "chain_method": method,
         },
         library=blackjax,
-    )
-    return az.from_dict(
-        posterior=posterior,
-        sample_stats=stats,
-        observed_data=find_observations(model),
-        constant_data=find_constants(model),
-        coords=coords,
-        dims=dims,
-        attrs=attrs,
-        posterior_attrs=attrs,
     )
 
 

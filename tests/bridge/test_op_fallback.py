@@ -11,6 +11,7 @@ from pytensor.compile.ops import wrap_py
 from pytensor.graph.basic import Apply
 from pytensor.graph.op import Op
 
+from pymc_jaxops._upstream.pytensor import PYTENSOR3
 from pymc_jaxops.bridge import register_jax_fallback, unregister_jax_fallback
 
 register_jax_fallback()
@@ -146,10 +147,14 @@ def test_pymc_model_with_black_box_samples_with_numpyro():
         def normal_dloglik_dmu(data, mu):
             return np.asarray(np.sum(data - mu))
 
-    normal_loglik.grad = lambda inputs, g: [
-        pt.zeros_like(inputs[0]),
-        g[0] * normal_dloglik_dmu(*inputs),
-    ]
+    def gradient(inputs, g):
+        return [pt.zeros_like(inputs[0]), g[0] * normal_dloglik_dmu(*inputs)]
+
+    # How a user gives one black-box instance its gradient on each PyTensor line.
+    if PYTENSOR3:
+        normal_loglik.pullback = lambda inputs, outputs, g: gradient(inputs, g)
+    else:
+        normal_loglik.grad = gradient
     data = np.random.default_rng(0).normal(1.5, 1.0, size=50)
     with pm.Model():
         mu = pm.Normal("mu", 0.0, 10.0)

@@ -125,7 +125,9 @@ SMALL = simulate(20, 50)
 @pytest.mark.slow
 def test_pymc_nuts_recovers_truth():
     with build_model(SMALL):
-        idata = pm.sample(200, tune=200, chains=2, cores=1, random_seed=1, progressbar=False)
+        idata = pm.sample(
+            200, tune=200, chains=2, cores=1, random_seed=1, progressbar=False, nuts_sampler="pymc"
+        )
     _check_recovery(idata)
 
 

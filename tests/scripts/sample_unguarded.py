@@ -1,12 +1,17 @@
 """A user's script without a main guard: one PyMC entry point that starts processes.
 
 Run as ``python sample_unguarded.py ENTRY`` (or fed on stdin / through ``-c``) with ENTRY one
-of ``nuts``, ``smc``, ``demetropolis``, ``demetropolisz``, ``ppc``. JAX runs in this process
+of ``nuts``, ``smc``, ``demetropolis``, ``demetropolisz``, ``ppc`` (PyMC's own samplers and
+chain processes), or ``default`` (``pm.sample()`` as it comes: nutpie on pymc 6 when it is
+installed, PyMC's NUTS on pymc 5). ``START_METHOD=forkserver`` in the environment makes
+that multiprocessing's default first, as Python 3.14 does on Linux. JAX runs in this process
 before sampling starts (as in any notebook). The JAX likelihood and a ``CustomDist`` logp
 lambda are defined here, in ``__main__``. Prints one JSON line of posterior means.
 """
 
 import json
+import multiprocessing
+import os
 import sys
 
 import jax.numpy as jnp
@@ -17,6 +22,8 @@ from pymc_jaxops import as_pytensor_op
 
 TRUE_MU, TRUE_SIGMA = 1.5, 0.5
 entry = sys.argv[1]
+if os.environ.get("START_METHOD"):
+    multiprocessing.set_start_method(os.environ["START_METHOD"])
 
 
 @as_pytensor_op
@@ -43,6 +50,8 @@ model.compile_logp()(model.initial_point())
 kw = dict(random_seed=2, progressbar=False, compute_convergence_checks=False)
 with model:
     if entry in ("nuts", "ppc"):
+        idata = pm.sample(draws=200, tune=200, chains=2, cores=2, nuts_sampler="pymc", **kw)
+    elif entry == "default":
         idata = pm.sample(draws=200, tune=200, chains=2, cores=2, **kw)
     elif entry == "smc":
         idata = pm.sample_smc(draws=300, chains=2, cores=2, **kw)

@@ -58,8 +58,9 @@ with pm.Model():
     mu = pm.Normal("mu", 0, 1)
     pm.Potential("lik", failing_helper.loglik(y, mu))
     kw = dict(chains=2, cores=2, progressbar=False, compute_convergence_checks=False)
+    nuts = {"nuts_sampler": "pymc"}  # PyMC's own chain processes, on pymc 6 too (not nutpie)
     if entry == "nuts":
-        pm.sample(draws=10**6, tune=1000, **kw)
+        pm.sample(draws=10**6, tune=1000, **nuts, **kw)
     elif entry == "smc":
         pm.sample_smc(draws=20_000, **kw)
     else:

@@ -41,6 +41,7 @@ if __name__ == "__main__":
             tune=200,
             chains=2,
             cores=2,
+            nuts_sampler="pymc",  # PyMC's chain processes (pymc 6 would pick nutpie)
             random_seed=3,
             progressbar=False,
             compute_convergence_checks=False,

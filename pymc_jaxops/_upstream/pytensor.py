@@ -1,0 +1,178 @@
+"""PyTensor: the Op API of both lines, dispatch registrations, and the rewrite database.
+
+=====================================  =====================  ======================
+what                                   pytensor 2.38          pytensor 3.3
+=====================================  =====================  ======================
+an Op's gradient                       ``L_op``               ``pullback``
+an Op's shapes                         ``infer_shape(fgraph,  ``infer_shape(node,
+                                       node, shapes)``        shapes)``
+``AdvancedSubtensor1``/``...Inc...1``  present                gone (3.2)
+``_vectorize_node`` (private)          ``graph.replace``      ``graph.replace``
+Numba object-mode call                 ``generate_fallback_impl`` (private), both
+=====================================  =====================  ======================
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import pytensor.tensor.subtensor as _subtensor
+from pytensor.graph.op import Op
+
+from pymc_jaxops._upstream._touches import Touch, declare
+from pymc_jaxops._upstream.versions import at_least
+
+__all__ = [
+    "ADVANCED_INC_SUBTENSOR",
+    "ADVANCED_SUBTENSOR",
+    "JaxOpBase",
+    "infer_shape",
+    "object_mode_impl",
+    "pullback",
+    "register_dispatch",
+    "register_rewrite",
+    "register_vectorize",
+]
+
+PYTENSOR3 = at_least("pytensor", 3)
+
+ADVANCED_SUBTENSOR: tuple[type, ...] = tuple(
+    getattr(_subtensor, n)
+    for n in ("AdvancedSubtensor", "AdvancedSubtensor1")
+    if hasattr(_subtensor, n)
+)
+ADVANCED_INC_SUBTENSOR: tuple[type, ...] = tuple(
+    getattr(_subtensor, n)
+    for n in ("AdvancedIncSubtensor", "AdvancedIncSubtensor1")
+    if hasattr(_subtensor, n)
+)
+
+
+class JaxOpBase(Op):
+    """An Op written once for both lines: subclasses define ``pullback`` and ``shape_of``.
+
+    ``shape_of(node, input_shapes)`` is PyTensor 3's ``infer_shape``; on PyTensor 2 the
+    four-argument ``infer_shape`` and ``L_op`` forward to the two methods.
+    """
+
+    def shape_of(self, node: Any, input_shapes: Sequence[Any]) -> list[Any]:
+        raise NotImplementedError
+
+    if PYTENSOR3:
+
+        def infer_shape(self, node, input_shapes):
+            return self.shape_of(node, input_shapes)
+
+    else:
+
+        def infer_shape(self, fgraph, node, input_shapes):  # type: ignore[misc]
+            return self.shape_of(node, input_shapes)
+
+        def L_op(self, inputs, outputs, output_grads):
+            return self.pullback(inputs, outputs, output_grads)
+
+
+def infer_shape(op: Any, node: Any, input_shapes: Sequence[Any]) -> list[Any]:
+    """Any Op's ``infer_shape``, called as its line expects."""
+    if PYTENSOR3:
+        return op.infer_shape(node, input_shapes)
+    return op.infer_shape(None, node, input_shapes)
+
+
+def pullback(op: Any, inputs: Sequence[Any], outputs: Sequence[Any], cts: Sequence[Any]) -> Any:
+    """Any Op's gradient graph (``pullback`` on PyTensor 3, ``L_op`` before)."""
+    if PYTENSOR3:
+        return op.pullback(inputs, outputs, cts)
+    return op.L_op(inputs, outputs, cts)
+
+
+def object_mode_impl(op: Any, node: Any, **kwargs: Any) -> Any:
+    """Numba's object-mode call of ``op.perform`` (PyTensor's private fallback)."""
+    from pytensor.link.numba.dispatch.basic import generate_fallback_impl
+
+    return generate_fallback_impl(op, node, **kwargs)
+
+
+def _dispatcher(backend: str) -> Any:
+    if backend == "jax":
+        from pytensor.link.jax.dispatch import jax_funcify
+
+        return jax_funcify
+    if backend == "numba":
+        from pytensor.link.numba.dispatch import numba_funcify
+
+        return numba_funcify
+    if backend == "jax_sample_fn":
+        from pytensor.link.jax.dispatch.random import jax_sample_fn
+
+        return jax_sample_fn
+    if backend == "vectorize":
+        from pytensor.graph.replace import _vectorize_node
+
+        return _vectorize_node
+    raise ValueError(backend)
+
+
+def _register(dispatcher: Any, cls: type, impl: Callable[..., Any]) -> Callable[[], None]:
+    previous = dispatcher.registry.get(cls)
+    dispatcher.register(cls)(impl)
+
+    def undo() -> None:
+        if previous is not None:
+            dispatcher.register(cls)(previous)
+        else:  # singledispatch cannot forget a class: send it where its bases go
+            dispatcher.register(cls)(dispatcher.dispatch(cls.__mro__[1]))
+
+    return undo
+
+
+def register_dispatch(
+    backend: str,
+    cls: type,
+    impl: Callable[..., Any] | Callable[[Callable[..., Any]], Callable[..., Any]],
+    *,
+    wraps_previous: bool = False,
+    only_if_missing: bool = False,
+) -> Touch:
+    """Declare ``impl`` as the ``backend`` conversion of ``cls`` (``jax``, ``numba`` or
+    ``jax_sample_fn``).
+
+    With ``wraps_previous``, ``impl`` is called with what was registered before and returns
+    the implementation; with ``only_if_missing`` nothing is registered where PyTensor
+    already has one.
+    """
+
+    def apply() -> Callable[[], None] | None:
+        dispatcher = _dispatcher(backend)
+        before = dispatcher.dispatch(cls)
+        if only_if_missing and before is not dispatcher.dispatch(object):
+            return None
+        return _register(dispatcher, cls, impl(before) if wraps_previous else impl)
+
+    return declare(Touch(f"pytensor {backend} dispatch of {cls.__name__}", "pytensor", apply))
+
+
+def register_vectorize(cls: type, impl: Callable[..., Any]) -> Touch:
+    """Declare ``impl`` as how ``vectorize_graph`` batches a node of ``cls``."""
+
+    def apply() -> Callable[[], None]:
+        return _register(_dispatcher("vectorize"), cls, impl)
+
+    return declare(Touch(f"pytensor vectorize of {cls.__name__}", "pytensor", apply, True))
+
+
+def register_rewrite(name: str, rewriter: Any, *tags: str, position: float) -> Touch:
+    """Declare ``rewriter`` in PyTensor's ``optdb`` at ``position`` with ``tags``."""
+
+    def apply() -> Callable[[], None]:
+        from pytensor.compile.mode import optdb
+
+        if name in optdb:
+            optdb.add_tags(name, *tags)
+        else:
+            optdb.register(name, rewriter, *tags, position=position)
+        return functools.partial(optdb.remove_tags, name, *tags)
+
+    return declare(Touch(f"pytensor rewrite {name}", "pytensor", apply))
