@@ -10,7 +10,7 @@ keys, and the process object is pickled with cloudpickle, so whatever the worker
 ``__main__`` (the user's JAX function, a ``CustomDist`` lambda) travels by value.
 
 :class:`Popen` follows the protocol of the standard library's ``Popen`` classes
-(``multiprocessing.popen_*``): it is created by ``Process._Popen`` from ``Process.start``.
+(``multiprocessing.popen_*``): ``Process.start`` creates it through its start hook.
 """
 
 from __future__ import annotations

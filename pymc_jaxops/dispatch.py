@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import jax.numpy as jnp
 import numpy as np
 
@@ -46,10 +48,15 @@ class _NumpyOutputs:
             storage[0] = np.asarray(storage[0])
 
 
-def _numba_funcify_forward(op: JaxForwardOp, node=None, **kwargs):
-    # The C VM passes residuals to the backward Op as JAX arrays; Numba must unbox them.
-    return object_mode_impl(_NumpyOutputs(op), node, **kwargs)
+def _numba_funcify_jax_op(op: JaxOp, node=None, **kwargs):
+    # Our Ops run XLA, not Numba: one object-mode call each, by design. PyTensor warns for
+    # every Op it runs this way ("Numba will use object mode"); for ours that is noise.
+    # JaxForwardOp's residuals stay JAX arrays in the C VM; Numba must get NumPy ones.
+    runs = _NumpyOutputs(op) if isinstance(op, JaxForwardOp) else op
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Numba will use object mode", UserWarning)
+        return object_mode_impl(runs, node, **kwargs)
 
 
 register_dispatch("jax", JaxOp, _jax_funcify_jax_op)
-register_dispatch("numba", JaxForwardOp, _numba_funcify_forward)
+register_dispatch("numba", JaxOp, _numba_funcify_jax_op)

@@ -2,7 +2,7 @@
 
 PyTensor vectorizes a graph (``vectorize_graph``, ``pt.vectorize``,
 ``pm.sampling.forward.vectorize_over_posterior``) node by node through the
-``_vectorize_node`` dispatcher; for an Op it does not know, the fallback wraps the node in
+node-vectorizing dispatcher; for an Op it does not know, the fallback wraps the node in
 a ``Blockwise`` that calls the Op once per batch item: one JAX call (and one host/device
 round trip) per item. Registering ``JaxOp`` there gives instead one ``JaxOp`` whose
 function is the ``jax.vmap`` of the original: one call for the whole batch, which XLA

@@ -9,7 +9,7 @@ import pymc as pm
 import pytensor
 import pytensor.tensor as pt
 import pytest
-from pytensor.compile.mode import get_default_mode
+from pytensor.compile.mode import get_default_mode, get_mode
 from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.raise_op import Assert
 
@@ -208,3 +208,26 @@ def test_outputs_that_cannot_share_a_buffer_leave_one_by_one(case):
     for g, w in zip(got, want, strict=True):
         assert g.dtype == w.dtype and g.flags.writeable
         np.testing.assert_allclose(g, w, rtol=1e-12)
+
+
+@pytest.mark.parametrize("mode", ["NUMBA", "CVM", None])
+def test_numba_and_c_enter_python_once_per_logp_dlogp(rng, monkeypatch, mode):
+    # pytensor 3's default linker is Numba: the absorbed graph is one node, and the compiled
+    # function crosses into Python once per evaluation, to launch the XLA executable.
+    calls = []
+    perform = XlaGraphOp.perform
+
+    def counting(self, node, inputs, output_storage):
+        calls.append(1)
+        return perform(self, node, inputs, output_storage)
+
+    monkeypatch.setattr(XlaGraphOp, "perform", counting)
+    model = _model(_data(rng))
+    fn = _logp_dlogp(model, mode)
+    assert _ops(fn._pytensor_function) == [XlaGraphOp]
+    want = _logp_dlogp(model, get_mode("CVM").excluding(TAG))(X)
+    for n in range(1, 4):
+        got = fn(X)
+        assert len(calls) == n
+        np.testing.assert_allclose(got[0], want[0], rtol=1e-10)
+        np.testing.assert_allclose(got[1], want[1], rtol=1e-8)

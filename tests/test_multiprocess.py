@@ -158,13 +158,15 @@ def test_long_cheap_chains_still_start_processes(monkeypatch):
         _thread_start._DECISIONS.clear()  # decided once per step otherwise
         return _thread_start.pays(_Proc(draws))
 
-    # The rule weighs the other cores' chains: fix the machine at 2 cores, as on CI.
+    # The rule, not this machine: 2 cores, and a call's time fixed (a loaded machine would
+    # otherwise make a cheap model look XLA-bound).
     monkeypatch.setattr(_thread_start, "_cores", lambda: 2)
+    monkeypatch.setattr(_thread_start, "_seconds_per_call", lambda compiled, x: 30e-6)
 
     assert not pays(10**6)
     assert pays(100)  # short chains cannot pay for processes
-    monkeypatch.setattr(_thread_start, "THREADS_ABOVE_S", 0.0)
-    assert pays(10**6)  # "XLA-bound": the graph is one XlaGraphOp
+    monkeypatch.setattr(_thread_start, "_seconds_per_call", lambda compiled, x: 300e-6)
+    assert pays(10**6)  # "XLA-bound": the graph is one XlaGraphOp taking >= 150 us
 
 
 @pytest.mark.slow

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pickle
 
-import arviz as az
 import cloudpickle
 import jax.numpy as jnp
 import numpy as np
@@ -12,6 +11,7 @@ import pymc as pm
 import pytensor
 import pytensor.tensor as pt
 import pytest
+import xarray as xr
 from pytensor.compile.mode import get_default_mode
 from pytensor.graph.replace import vectorize_graph
 from pytensor.graph.traversal import ancestors
@@ -108,12 +108,13 @@ def test_vectorize_over_posterior_keeps_one_op():
         noise = pm.HalfNormal("noise", 1)
         loglik = hmm_logp_op(emissions, signal, noise, np.log(P_INITIAL), np.log(P_TRANSITION))
         pm.Deterministic("loglik", loglik)
-    posterior = az.from_dict(
-        posterior={
-            "signal": RNG.normal(1.15, 0.05, (2, 7)),
-            "noise": RNG.uniform(0.1, 0.2, (2, 7)),
+    # A posterior as both arviz lines hold it: an xarray Dataset over (chain, draw).
+    posterior = xr.Dataset(
+        {
+            "signal": (("chain", "draw"), RNG.normal(1.15, 0.05, (2, 7))),
+            "noise": (("chain", "draw"), RNG.uniform(0.1, 0.2, (2, 7))),
         }
-    ).posterior
+    )
     from pymc.sampling.forward import vectorize_over_posterior
 
     [batched] = vectorize_over_posterior(

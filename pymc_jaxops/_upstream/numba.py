@@ -11,7 +11,13 @@ from numba.core import cgutils
 from numba.core.registry import CPUDispatcher
 from numba.np.numpy_support import as_dtype
 
-__all__ = ["as_dtype", "cgutils", "is_nopython_function"]
+__all__ = ["as_dtype", "can_compile", "cgutils", "is_nopython_function"]
+
+
+def can_compile(fn: Any) -> bool:
+    """Whether a ``numba.njit`` function may still compile new signatures (False once
+    ``fn.disable_compile()`` froze it to those it has)."""
+    return bool(fn._can_compile)
 
 
 def is_nopython_function(fn: Any) -> bool:

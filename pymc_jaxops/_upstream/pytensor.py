@@ -34,6 +34,7 @@ __all__ = [
     "register_dispatch",
     "register_rewrite",
     "register_vectorize",
+    "wrapped_function",
 ]
 
 PYTENSOR3 = at_least("pytensor", 3)
@@ -86,6 +87,11 @@ def pullback(op: Any, inputs: Sequence[Any], outputs: Sequence[Any], cts: Sequen
     if PYTENSOR3:
         return op.pullback(inputs, outputs, cts)
     return op.L_op(inputs, outputs, cts)
+
+
+def wrapped_function(op: Any) -> Any:
+    """The Python function a ``wrap_py``/``as_op`` Op calls, or None for other Ops."""
+    return getattr(op, "_FromFunctionOp__fn", None)
 
 
 def object_mode_impl(op: Any, node: Any, **kwargs: Any) -> Any:

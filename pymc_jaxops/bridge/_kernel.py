@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from numba import types
 
-from pymc_jaxops._upstream.numba import as_dtype
+from pymc_jaxops._upstream.numba import as_dtype, can_compile
 from pymc_jaxops.errors import KernelTypeError
 
 _SCALAR_TYPES = {
@@ -124,7 +124,7 @@ def compile_kernel(kernel: Kernel, in_sig: Sequence[tuple], names: Sequence[str]
     fn = kernel.fn
     argtys = tuple(_argument_type(dt, r) for dt, r in in_sig)
     shown = ", ".join(f"{n}: {_describe(t)}" for n, t in zip(names, argtys, strict=True))
-    if not fn._can_compile:  # type: ignore[attr-defined]
+    if not can_compile(fn):
         matches = [
             cres
             for declared, cres in fn.overloads.items()  # type: ignore[attr-defined]

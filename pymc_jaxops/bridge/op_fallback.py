@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pymc_jaxops._upstream import Touch, declare
-from pymc_jaxops._upstream.pytensor import infer_shape, pullback
+from pymc_jaxops._upstream.pytensor import infer_shape, pullback, wrapped_function
 from pymc_jaxops.bridge._callback import callback_call
 from pymc_jaxops.bridge._kernel import Kernel, KernelTypeError
 from pymc_jaxops.bridge._route import call_kernels, can_ffi
@@ -178,7 +178,7 @@ def _jax_funcify_fallback(op: Any, node: Any = None, **kwargs: Any) -> Callable[
 
     label = str(op)
     n_out = len(node.outputs)
-    fn: Any = getattr(op, "_FromFunctionOp__fn", None)
+    fn = wrapped_function(op)
     # A ``wrap_py`` of a Numba function runs through the FFI bridge, unless a rank-0 input
     # would reach it as a scalar where ``perform`` passes a 0-d array.
     use_ffi = can_ffi(fn) and all(i.type.ndim > 0 for i in node.inputs)
