@@ -288,6 +288,8 @@ def _multivariate_checks(d):
         var = 0.25 * var + 1.0
     out.append(("ar[5]", _ks(stats.norm(0, np.sqrt(var)))(ar[:, 5])))
     r = np.asarray(d["lkjcorr"])
+    if r.ndim == 3:  # pymc 6 draws the Cholesky factor; pymc 5 the packed upper triangle
+        r = np.einsum("nij,nkj->nik", r, r)[:, *np.triu_indices(3, 1)]
     for i in range(3):
         out.append((f"lkjcorr[{i}]", _ks(stats.beta(2.5, 2.5, loc=-1, scale=2))(r[:, i])))
     cz = np.asarray(d["censored"])
