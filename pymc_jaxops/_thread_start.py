@@ -31,6 +31,7 @@ from typing import Any
 import cloudpickle
 import numpy as np
 
+from pymc_jaxops import _caches
 from pymc_jaxops._upstream import multiprocessing as _mp
 from pymc_jaxops._upstream import pymc as _pymc
 from pymc_jaxops.ops import for_this_machine
@@ -100,6 +101,7 @@ def usable(process_obj: Any) -> bool:
 
 # One decision per step object: every chain of one pm.sample call gets the same answer.
 _DECISIONS: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+_caches.register("chain-thread decisions", _DECISIONS.clear)
 
 
 def pays(process_obj: Any) -> bool:

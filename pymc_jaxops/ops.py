@@ -26,6 +26,7 @@ from pytensor.graph.basic import Apply, Constant, Variable
 from pytensor.tensor.exceptions import ShapeError
 from pytensor.tensor.type import TensorType
 
+from pymc_jaxops import _caches
 from pymc_jaxops._upstream.pytensor import JaxOpBase
 from pymc_jaxops.precision import mode_of, run_in
 from pymc_jaxops.shapes import InputDim, OutputSignature, dim_to_pytensor, symbolic_shape
@@ -40,6 +41,14 @@ _JIT_CACHE_SIZE = 64
 
 
 _JIT_CACHE_LOCK = threading.Lock()  # chains may run in threads (_thread_start.py)
+
+
+def _clear_jit_cache() -> None:
+    with _JIT_CACHE_LOCK:
+        _JIT_CACHE.clear()
+
+
+_caches.register("jitted JAX functions", _clear_jit_cache)
 
 
 def _jitted(fn: Callable, mode: bool) -> Callable:

@@ -27,7 +27,7 @@ from pytensor.graph.traversal import graph_inputs
 from pytensor.tensor.type import TensorType
 from pytensor.tensor.variable import TensorVariable
 
-from pymc_jaxops import ops
+from pymc_jaxops import _caches
 from pymc_jaxops.ops import JaxOp
 from pymc_jaxops.precision import scoped, trace_mode
 from pymc_jaxops.shapes import explain_trace_error, infer_outputs, mentions_symbolic_dim
@@ -260,10 +260,19 @@ _OPS_PER_FUNCTION = 64
 _WRAPPERS: weakref.WeakValueDictionary[int, PytensorJaxFunction] = weakref.WeakValueDictionary()
 
 
-def clear_caches() -> None:
-    """Forget every Op and jitted JAX function pymc_jaxops keeps for reuse.
+def _clear_op_caches() -> None:
+    for wrapper in list(_WRAPPERS.values()):
+        wrapper.cache_clear()
 
-    Both caches are bounded and release a function once nothing else holds it; call this
+
+_caches.register("Ops per wrapped function", _clear_op_caches)
+
+
+def clear_caches() -> None:
+    """Forget everything pymc_jaxops keeps for reuse: Ops, jitted JAX functions, absorbed
+    graphs' functions, chain-thread decisions.
+
+    Every cache is bounded or releases its entries once nothing else holds them; call this
     to free memory at once (e.g. between models in a long-running process). Graphs built
     before keep working: their Ops rebuild what they need.
 
@@ -272,9 +281,7 @@ def clear_caches() -> None:
     >>> from pymc_jaxops import clear_caches
     >>> clear_caches()
     """
-    for wrapper in list(_WRAPPERS.values()):
-        wrapper.cache_clear()
-    ops._JIT_CACHE.clear()
+    _caches.clear_all()
 
 
 def _symbolic_dim_failure(err: Exception, flat: _FlatCall, input_types) -> bool:

@@ -224,16 +224,6 @@ def test_many_compiled_models_keep_memory_bounded(monkeypatch):
     assert growth < 0.4 * 14, f"memory grew {growth:.1f} MB over the last 14 models"
 
 
-def test_clear_caches_empties_both(rng):
-    x = pt.dvector("x")
-    f = pytensor.function([x], normal_logp(x, Params(0.0, 1.0)))
-    assert len(normal_logp._ops) >= 1 and len(ops._JIT_CACHE) >= 1
-    clear_caches()
-    assert not normal_logp._ops and not ops._JIT_CACHE
-    xv = rng.normal(size=3)
-    np.testing.assert_allclose(f(xv), jax.scipy.stats.norm.logpdf(xv).sum())
-
-
 def test_allow_eval_is_part_of_the_identity_and_pickles():
     import cloudpickle
 
@@ -244,3 +234,27 @@ def test_allow_eval_is_part_of_the_identity_and_pickles():
     assert strict != default and strict == as_pytensor_op(jax_function=double, allow_eval=False)
     clone = cloudpickle.loads(cloudpickle.dumps(strict))
     assert clone._allow_eval is False  # a local function comes back as a new function
+
+
+def test_clear_caches_empties_every_cache_the_package_keeps(rng):
+    import pymc_jaxops._thread_start  # noqa: F401  (registers its cache on import)
+    from pymc_jaxops import _caches
+    from pymc_jaxops._thread_start import _DECISIONS
+
+    x = pt.dvector("x")
+    f = pytensor.function([x], normal_logp(x, Params(0.0, 1.0)))
+    xv = rng.normal(size=3)
+    f(xv)
+
+    class Step:  # any weak-referenceable key stands for a step object
+        pass
+
+    step = Step()
+    _DECISIONS[step] = True
+    assert normal_logp._ops and ops._JIT_CACHE and _DECISIONS
+    names = {"jitted JAX functions", "Ops per wrapped function", "chain-thread decisions"}
+    assert names <= set(_caches.registered())
+    clear_caches()
+    assert not normal_logp._ops and not ops._JIT_CACHE and not _DECISIONS
+    # Graphs built before keep working.
+    np.testing.assert_allclose(f(xv), jax.scipy.stats.norm.logpdf(xv).sum())
