@@ -7,6 +7,7 @@ variable                           values                                 defaul
 ``PYMC_JAXOPS_SAFE_PROCESSES``     ``on``, ``off``                        ``on``
 ``PYMC_JAXOPS_CHAIN_THREADS``      ``auto``, ``always``, ``off``          ``auto``
 ``PYMC_JAXOPS_UNVERIFIED``         ``skip``, ``apply``                    ``skip``
+``PYMC_JAXOPS_NUTPIE_BACKEND``     ``auto``, ``pymc``                     ``auto``
 =================================  =====================================  ===========
 
 ``on``/``off`` also accept ``1``/``0``, ``true``/``false`` and ``yes``/``no``. A value
@@ -20,11 +21,13 @@ import os
 __all__ = [
     "CHAIN_THREADS",
     "CPU_DEVICES",
+    "NUTPIE_BACKEND",
     "SAFE_PROCESSES",
     "UNVERIFIED",
     "ConfigError",
     "chain_threads",
     "cpu_devices",
+    "nutpie_backend",
     "safe_processes",
     "unverified",
 ]
@@ -33,6 +36,7 @@ CPU_DEVICES = "PYMC_JAXOPS_CPU_DEVICES"
 SAFE_PROCESSES = "PYMC_JAXOPS_SAFE_PROCESSES"
 CHAIN_THREADS = "PYMC_JAXOPS_CHAIN_THREADS"
 UNVERIFIED = "PYMC_JAXOPS_UNVERIFIED"
+NUTPIE_BACKEND = "PYMC_JAXOPS_NUTPIE_BACKEND"
 
 _ON = ("1", "on", "true", "yes")
 _OFF = ("0", "off", "false", "no")
@@ -97,3 +101,13 @@ def unverified() -> str:
     if value in ("skip", "apply"):
         return value
     raise _bad(UNVERIFIED, "'skip' or 'apply'")
+
+
+def nutpie_backend() -> str:
+    """``PYMC_JAXOPS_NUTPIE_BACKEND``: ``"auto"`` (``pm.sample()`` runs nutpie's JAX backend
+    for a model holding our Ops that compiles to JAX) or ``"pymc"`` (the backend PyMC
+    chooses)."""
+    value = _raw(NUTPIE_BACKEND, "auto")
+    if value in ("auto", "pymc"):
+        return value
+    raise _bad(NUTPIE_BACKEND, "'auto' or 'pymc'")

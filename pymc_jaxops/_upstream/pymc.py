@@ -14,10 +14,12 @@ from collections.abc import Callable
 from typing import Any
 
 from pymc_jaxops._upstream import multiprocessing as _mp
+from pymc_jaxops._upstream._touches import Touch
 
 __all__ = [
     "bind_sample_worker_args",
     "chain_workers",
+    "external_nuts_hook",
     "is_chain_worker",
     "is_sample_worker",
     "logp_dlogp_functions",
@@ -102,3 +104,33 @@ def logp_dlogp_functions(step: Any) -> list[tuple[Any, list[str]]]:
             continue
         found.append((fn._pytensor_function, [v.name for v in fn._grad_vars]))
     return found
+
+
+def external_nuts_hook(
+    name: str, steer: Callable[[str, Any, dict[str, Any]], dict[str, Any]]
+) -> Touch:
+    """A touch around the function through which ``pm.sample`` runs nutpie, NumPyro and
+    BlackJAX (pymc 6): ``steer(sampler, model, compile_kwargs)`` returns the compile
+    keyword arguments to run with (``mode`` chooses nutpie's backend)."""
+
+    def apply() -> Callable[[], None]:
+        import pymc.sampling.mcmc as mcmc
+
+        original = mcmc._sample_external_nuts
+        signature = inspect.signature(original)
+
+        @functools.wraps(original)
+        def hooked(*args: Any, **kwargs: Any) -> Any:
+            bound = signature.bind(*args, **kwargs)
+            a = bound.arguments
+            a["compile_kwargs"] = steer(a["sampler"], a["model"], dict(a["compile_kwargs"]))
+            return original(*bound.args, **bound.kwargs)
+
+        mcmc._sample_external_nuts = hooked
+
+        def undo() -> None:
+            mcmc._sample_external_nuts = original
+
+        return undo
+
+    return Touch(name, "pymc", apply, private=True)

@@ -1,0 +1,115 @@
+"""PyMC 6's defaults and a JAX likelihood: ours beside ``pytensor.wrap_jax``, in one run.
+
+The seed HMM (70 sequences x 50 steps, 3 states) with its likelihood wrapped by
+``@as_pytensor_op`` (ours) and by ``pytensor.wrap_jax``. Two tables:
+
+1. logp+dlogp per call, as PyMC's own NUTS makes it (``model.logp_dlogp_function``): the
+   default mode (the Numba linker on pytensor 3, C on pytensor 2), ``mode="JAX"``, and the
+   limit: pure JAX ``value_and_grad`` with NumPy in and out.
+2. Sampling, 2 chains x ``--draws``/``--tune``, wall time split into what comes before the
+   first draw (compile and set-up; estimated as total wall minus draws x per-draw time is
+   not possible from outside, so it is measured as the wall of a 1-draw run) and µs per
+   gradient evaluation including compilation (wall / leapfrog steps): ``pm.sample()`` with
+   its defaults (nutpie when installed, Numba backend, on pymc 6), ``pm.sample(backend="jax")``
+   (nutpie's JAX backend: the whole model in JAX), ``nuts_sampler="pymc"`` and NumPyro.
+
+Run: ``python benchmarks/bench_pymc6.py [--calls N] [--rounds R] [--draws D] [--tune T]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+
+import numpy as np
+import pymc as pm
+import pytensor
+
+from benchmarks._common import banner, per_call_us, pure_jax_value_and_grad, pymc_logp_dlogp
+from examples.marginal_hmm import build_model, hmm_logp, simulate
+
+PYMC6 = int(pm.__version__.split(".")[0]) >= 6
+
+
+def _per_call(ours, theirs, calls: int, rounds: int) -> None:
+    fns = {
+        "ours, default mode": pymc_logp_dlogp(ours),
+        "wrap_jax, default mode": pymc_logp_dlogp(theirs),
+        "ours, mode=JAX": pymc_logp_dlogp(ours, mode="JAX"),
+        "wrap_jax, mode=JAX": pymc_logp_dlogp(theirs, mode="JAX"),
+        "pure JAX, NumPy in/out": pure_jax_value_and_grad(ours, numpy_io=True),
+    }
+    values = {name: float(np.asarray(f()[0])) for name, f in fns.items()}
+    assert np.allclose(list(values.values()), values["ours, default mode"], rtol=1e-9), values
+    us = per_call_us(fns, calls, rounds)
+    limit, wrap = us["pure JAX, NumPy in/out"], us["wrap_jax, default mode"]
+    print(f"\n{'logp+dlogp per call':28s} {'us':>9s} {'x pure':>8s} {'x wrap_jax':>11s}")
+    for name, t in us.items():
+        print(f"{name:28s} {t:9.1f} {t / limit:8.2f} {t / wrap:11.2f}")
+
+
+def _sample(model, draws: int, tune: int, **kwargs):
+    with model, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t0 = time.perf_counter()
+        idata = pm.sample(
+            draws=draws,
+            tune=tune,
+            chains=2,
+            cores=2,
+            random_seed=1,
+            progressbar=False,
+            compute_convergence_checks=False,
+            **kwargs,
+        )
+        wall = time.perf_counter() - t0
+    stats = idata.sample_stats
+    steps = next(stats[k] for k in ("n_steps", "tree_size") if k in stats)
+    return wall, float(np.asarray(steps).sum()), idata
+
+
+def _sampling(ours, theirs, draws: int, tune: int) -> None:
+    runs = {"pm.sample() defaults": {}}
+    if PYMC6:
+        runs["pm.sample(backend='jax')"] = {"backend": "jax"}
+    runs['nuts_sampler="pymc"'] = {"nuts_sampler": "pymc"}
+    runs['nuts_sampler="numpyro"'] = {"nuts_sampler": "numpyro"}
+    print(
+        f"\n{'sampling, 2 chains':28s} {'model':>9s} {'set-up s':>9s} {'wall s':>8s}"
+        f" {'us/grad':>9s} {'signal':>7s}"
+    )
+    for name, kwargs in runs.items():
+        for label, model in (("ours", ours), ("wrap_jax", theirs)):
+            setup, _, _ = _sample(model, 1, 1, **kwargs)
+            wall, steps, idata = _sample(model, draws, tune, **kwargs)
+            signal = float(idata.posterior["emission_signal"].mean())
+            print(
+                f"{name:28s} {label:>9s} {setup:9.1f} {wall:8.1f} {wall / steps * 1e6:9.0f}"
+                f" {signal:7.3f}"
+            )
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=50, help="calls per round (default 50)")
+    parser.add_argument("--rounds", type=int, default=7, help="timed rounds (default 7)")
+    parser.add_argument("--draws", type=int, default=500, help="draws per chain (default 500)")
+    parser.add_argument("--tune", type=int, default=500, help="tuning steps (default 500)")
+    parser.add_argument("--no-sampling", action="store_true", help="only the per-call table")
+    args = parser.parse_args(argv)
+    banner("PyMC defaults with a JAX likelihood: seed HMM, ours vs pytensor.wrap_jax")
+    emissions = simulate()
+    ours = build_model(emissions)
+    theirs = build_model(emissions, logp_op=pytensor.wrap_jax(hmm_logp))
+    _per_call(ours, theirs, args.calls, args.rounds)
+    if not args.no_sampling:
+        _sampling(ours, theirs, args.draws, args.tune)
+
+
+if __name__ == "__main__":
+    main()
