@@ -17,6 +17,7 @@ from pymc_jaxops import _config
         ("PYMC_JAXOPS_CHAIN_THREADS", _config.chain_threads, "false", "off"),
         ("PYMC_JAXOPS_CHAIN_THREADS", _config.chain_threads, "always", "always"),
         ("PYMC_JAXOPS_UNVERIFIED", _config.unverified, "apply", "apply"),
+        ("PYMC_JAXOPS_NUTPIE_BACKEND", _config.nutpie_backend, "PyMC", "pymc"),
     ],
 )
 def test_values_are_read(monkeypatch, name, read, value, expected):
@@ -31,6 +32,7 @@ def test_values_are_read(monkeypatch, name, read, value, expected):
         ("PYMC_JAXOPS_SAFE_PROCESSES", _config.safe_processes, "'on' or 'off'"),
         ("PYMC_JAXOPS_CHAIN_THREADS", _config.chain_threads, "'auto', 'always' or 'off'"),
         ("PYMC_JAXOPS_UNVERIFIED", _config.unverified, "'skip' or 'apply'"),
+        ("PYMC_JAXOPS_NUTPIE_BACKEND", _config.nutpie_backend, "'auto' or 'pymc'"),
     ],
 )
 def test_a_bad_value_raises_with_the_allowed_values(monkeypatch, name, read, allowed):
