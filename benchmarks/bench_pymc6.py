@@ -6,12 +6,13 @@ The seed HMM (70 sequences x 50 steps, 3 states) with its likelihood wrapped by
 1. logp+dlogp per call, as PyMC's own NUTS makes it (``model.logp_dlogp_function``): the
    default mode (the Numba linker on pytensor 3, C on pytensor 2), ``mode="JAX"``, and the
    limit: pure JAX ``value_and_grad`` with NumPy in and out.
-2. Sampling, 2 chains x ``--draws``/``--tune``, wall time split into what comes before the
-   first draw (compile and set-up; estimated as total wall minus draws x per-draw time is
-   not possible from outside, so it is measured as the wall of a 1-draw run) and µs per
-   gradient evaluation including compilation (wall / leapfrog steps): ``pm.sample()`` with
-   its defaults (nutpie when installed, Numba backend, on pymc 6), ``pm.sample(backend="jax")``
-   (nutpie's JAX backend: the whole model in JAX), ``nuts_sampler="pymc"`` and NumPyro.
+2. Sampling, 2 chains x ``--draws``/``--tune``: the wall of a 1-draw run first (compile and
+   set-up before the first draw, in this process), then the full run's wall and µs per
+   gradient evaluation, compilation included (wall / leapfrog steps): ``pm.sample()`` with
+   its defaults (on pymc 6: nutpie, on its JAX backend for our model since pymc_jaxops steers
+   it there, on Numba for ``wrap_jax``'s), ``backend="numba"`` (nutpie's Numba backend, what
+   the defaults ran before), ``pm.sample(backend="jax")`` (nutpie's JAX backend: the whole
+   model in JAX), ``nuts_sampler="pymc"`` and NumPyro.
 
 Run: ``python benchmarks/bench_pymc6.py [--calls N] [--rounds R] [--draws D] [--tune T]``.
 """
@@ -74,8 +75,10 @@ def _sample(model, draws: int, tune: int, **kwargs):
 
 
 def _sampling(ours, theirs, draws: int, tune: int) -> None:
-    runs = {"pm.sample() defaults": {}}
+    runs: dict[str, dict] = {"pm.sample() defaults": {}}
     if PYMC6:
+        # What the defaults ran before pymc_jaxops steered nutpie to its JAX backend.
+        runs["defaults, Numba backend"] = {"backend": "numba"}
         runs["pm.sample(backend='jax')"] = {"backend": "jax"}
     runs['nuts_sampler="pymc"'] = {"nuts_sampler": "pymc"}
     runs['nuts_sampler="numpyro"'] = {"nuts_sampler": "numpyro"}
