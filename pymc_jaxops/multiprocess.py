@@ -7,22 +7,24 @@ but not its threads, and its first JAX call can wait forever. ``spawn`` avoids t
 re-executes the user's ``__main__`` in every child, which breaks every script without an
 ``if __name__ == "__main__":`` guard.
 
-PyMC starts chain processes in three places, all through a ``fork`` context on Linux:
-``ParallelSampler`` (``pm.sample`` with every step method), ``ParallelSMCSampler``
-(``pm.sample_smc``) and ``PopulationStepper`` (``DEMetropolis`` / ``DEMetropolisZ``). They
-meet in one spot, the ``_Popen`` of multiprocessing's fork context. :func:`install` (run by
-``import pymc_jaxops``) wraps that one function. For a process whose target is one of PyMC's
-three chain-worker functions:
+PyMC starts chain processes in three places: ``ParallelSampler`` (``pm.sample`` with every
+step method), ``ParallelSMCSampler`` (``pm.sample_smc``) and ``PopulationStepper``
+(``DEMetropolis`` / ``DEMetropolisZ``), through a ``fork`` context on Linux, or a
+``forkserver`` one where that is the default (Python 3.14) or the user's choice. They meet
+in one spot, the start hook of those contexts' processes. :func:`install` (run by
+``import pymc_jaxops``) wraps it (``pymc_jaxops._upstream.multiprocessing``). For a
+process whose target is one of PyMC's three chain-worker functions:
 
-* if JAX's runtime is live in this process, it starts in a fresh interpreter that is not
-  given ``__main__`` to run and receives its arguments through cloudpickle
-  (``pymc_jaxops._fresh_start``); otherwise it forks, as PyMC does;
-* either way a thread watches it: if it ends before sending what the sampler waits for
+* if JAX's runtime is live in this process, or the context is forkserver (whose server
+  would import ``__main__``), it starts in a fresh interpreter that is not given
+  ``__main__`` to run and receives its arguments through cloudpickle
+  (``pymc_jaxops._fresh_start``), or, for ``pm.sample`` chains where that pays, in a
+  thread of this process (``pymc_jaxops._thread_start``); otherwise it forks, as PyMC does;
+* either way it is watched: if it ends before sending what the sampler waits for
   (killed, failed to start, an error it only logged), the sampler's ``recv()`` raises
   :class:`WorkerProcessError` instead of ``EOFError`` or waiting forever.
 
-Every other process, and every process started with ``spawn`` or ``forkserver``, is left
-alone.
+Every other process, and every process started with ``spawn``, is left alone.
 
 Opt out with :func:`uninstall`, or by setting the environment variable
 ``PYMC_JAXOPS_SAFE_PROCESSES=0`` before ``import pymc_jaxops``.
@@ -104,9 +106,7 @@ def install() -> None:
     >>> mp.installed()
     True
     """
-    _touches.declare(_START)
-    if not installed():
-        _touches.apply(_START)
+    _touches.apply(_START)
 
 
 def uninstall() -> None:
