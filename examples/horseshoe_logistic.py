@@ -29,16 +29,28 @@ from pathlib import Path
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     out = Path(__file__).parent / "out"
-    parser.add_argument("--out", type=Path, default=out, help="folder for the PNG plots")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the data and the sampler")
-    parser.add_argument("--draws", type=int, default=500, help="draws kept per chain")
-    parser.add_argument("--tune", type=int, default=500, help="warm-up steps per chain")
-    parser.add_argument("--chains", type=int, default=4, help="chains")
+    parser.add_argument(
+        "--out", type=Path, default=out, help="folder for the PNG plots (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seeds the data, the prior and posterior predictive draws and the sampler "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--draws", type=int, default=500, help="draws kept per chain (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--tune",
+        type=int,
+        default=500,
+        help="warm-up steps per chain, then discarded (default: %(default)s)",
+    )
+    parser.add_argument("--chains", type=int, default=4, help="NUTS chains (default: %(default)s)")
     return parser.parse_args(argv)
 
 
@@ -57,9 +69,11 @@ import matplotlib.pyplot as plt
 from pymc_jaxops import model_to_jax, sample_blackjax_nuts
 
 try:
+    from examples._arviz import forest_figure
     from examples._diagnostics import explain
     from examples._quiet import quiet_known_noise
 except ImportError:  # run as a script: examples/ itself is on sys.path
+    from _arviz import forest_figure
     from _diagnostics import explain
     from _quiet import quiet_known_noise
 
@@ -127,13 +141,11 @@ def main(args: argparse.Namespace) -> None:
         target_accept=0.95,
         random_seed=args.seed,
     )
-    print(az.summary(idata, var_names=["tau", "beta"]).round(2).to_string())
+    print(az.summary(idata, var_names=["tau", "beta"], round_to=2).to_string())
     print(explain(idata, "BlackJAX NUTS"))
 
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    az.plot_forest(idata, var_names=["beta"], combined=True, hdi_prob=0.9, ax=ax)
-    # plot_forest lists the first feature at the top.
-    ax.scatter(beta_true[::-1], ax.get_yticks(), marker="x", color="C3", zorder=3, label="truth")
+    fig, ax, rows = forest_figure(idata, "beta", prob=0.9, figsize=(8, 4.5))
+    ax.scatter(beta_true, rows, marker="x", color="C3", zorder=3, label="truth")
     ax.legend(loc="lower right")
     ax.set_title("BlackJAX NUTS: beta, 90% HDI, against the simulated truth")
     fig.tight_layout()

@@ -17,27 +17,42 @@ from pathlib import Path
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     out = Path(__file__).parent / "out"
-    parser.add_argument("--out", type=Path, default=out, help="folder for the PNG plot")
-    parser.add_argument("--draws", type=int, default=2000, help="draws kept per sampler")
-    parser.add_argument("--warmup", type=int, default=500, help="warm-up steps per sampler")
-    parser.add_argument("--chains", type=int, default=2, help="chains per sampler")
-    parser.add_argument("--seed", type=int, default=0, help="seeds both samplers")
+    parser.add_argument(
+        "--out", type=Path, default=out, help="folder for the PNG plot (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--draws", type=int, default=2000, help="draws kept per chain (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=500,
+        help="adaptation steps per chain, then discarded (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--chains", type=int, default=2, help="chains per sampler (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seeds both samplers (default: %(default)s)"
+    )
     return parser.parse_args(argv)
 
 
 if __name__ == "__main__":
     ARGS = parse_args()  # before the heavy imports below: --help answers at once
 
+# pymc_jaxops first: importing it gives JAX one CPU device per core, which it can only do
+# before JAX starts (the count is fixed from then on), and importing blackjax, numpyro or
+# jax.numpy starts JAX. Imported after them, it finds one device and warns instead.
+from pymc_jaxops.bridge import numba_to_jax
+
+# isort: split
 import jax
 
 jax.config.update("jax_enable_x64", True)
 
-import arviz as az
 import blackjax
 import jax.numpy as jnp
 import matplotlib
@@ -48,12 +63,12 @@ import numba
 import numpy as np
 from numpyro.infer import MCMC, NUTS
 
-from pymc_jaxops.bridge import numba_to_jax
-
 try:
+    from examples._arviz import from_draws
     from examples._diagnostics import explain
     from examples._quiet import quiet_known_noise
 except ImportError:  # run as a script: examples/ itself is on sys.path
+    from _arviz import from_draws
     from _diagnostics import explain
     from _quiet import quiet_known_noise
 
@@ -155,7 +170,7 @@ def main(args: argparse.Namespace) -> None:
         draws, diverging = sampler(key, args.draws, args.warmup, args.chains)
         seconds = time.perf_counter() - start
         print(f"{name}: {args.chains} x {args.draws} draws in {seconds:.1f} s (with compile)")
-        idata = az.from_dict(posterior={"x": draws}, sample_stats={"diverging": diverging})
+        idata = from_draws({"x": draws}, {"diverging": diverging})
         print(explain(idata, name))
         results[name] = draws.ravel()
 

@@ -22,18 +22,42 @@ from pathlib import Path
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--data",
+        type=Path,
+        metavar="CSV",
+        help="the notebook's radon.csv, with columns county, floor and log_radon "
+        "(default: simulate radon-like data of the same shape)",
     )
-    parser.add_argument("--data", type=Path, help="the notebook's radon.csv (default: simulate)")
     out = Path(__file__).parent / "out"
-    parser.add_argument("--out", type=Path, default=out, help="folder for the PNG plots")
-    parser.add_argument("--sampler", default="numpyro", choices=["pymc", "numpyro", "nutpie"])
-    parser.add_argument("--likelihood", default="jax", choices=["jax", "pymc"])
-    parser.add_argument("--draws", type=int, default=1000, help="draws kept per chain")
-    parser.add_argument("--tune", type=int, default=1000, help="warm-up steps per chain")
-    parser.add_argument("--chains", type=int, default=2, help="chains")
+    parser.add_argument(
+        "--out", type=Path, default=out, help="folder for the PNG plots (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--sampler",
+        default="numpyro",
+        choices=["pymc", "numpyro", "nutpie"],
+        help="NUTS implementation pm.sample runs: PyMC's own, NumPyro's or nutpie's "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--likelihood",
+        default="jax",
+        choices=["jax", "pymc"],
+        help="jax: the Normal likelihood as a wrapped JAX function (pm.Potential); pymc: the "
+        "notebook's pm.Normal(..., observed=...) (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--draws", type=int, default=1000, help="draws kept per chain (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--tune",
+        type=int,
+        default=1000,
+        help="warm-up steps per chain, then discarded (default: %(default)s)",
+    )
+    parser.add_argument("--chains", type=int, default=2, help="NUTS chains (default: %(default)s)")
     return parser.parse_args(argv)
 
 
@@ -48,9 +72,11 @@ import pymc as pm
 from pymc_jaxops import as_pytensor_op
 
 try:
+    from examples._arviz import hdi, trace_figure
     from examples._diagnostics import explain
     from examples._quiet import quiet_known_noise
 except ImportError:  # run as a script: examples/ itself is on sys.path
+    from _arviz import hdi, trace_figure
     from _diagnostics import explain
     from _quiet import quiet_known_noise
 
@@ -154,12 +180,11 @@ def plot_county_intercepts(idata, data: RadonData, sampler: str):
     85 labelled rows do not fit a page; this shows the point of partial pooling instead:
     counties with few houses are pulled toward the state mean and have wide intervals.
     """
-    import arviz as az
     import matplotlib.pyplot as plt
 
     alpha = idata.posterior["alpha"]
     mean = alpha.mean(("chain", "draw")).values
-    hdi = az.hdi(idata, var_names=["alpha"], hdi_prob=0.9)["alpha"].values
+    interval = hdi(idata, "alpha", prob=0.9)
     n_houses = np.bincount(data.county_idx, minlength=len(data.counties))
     jitter = np.random.default_rng(0).uniform(-0.15, 0.15, len(n_houses))
     x = n_houses * np.exp(jitter)  # spreads counties of equal size apart on the log axis
@@ -168,7 +193,7 @@ def plot_county_intercepts(idata, data: RadonData, sampler: str):
     ax.errorbar(
         x,
         mean,
-        yerr=[mean - hdi[:, 0], hdi[:, 1] - mean],
+        yerr=[mean - interval[:, 0], interval[:, 1] - mean],
         fmt="o",
         ms=4,
         color="C0",
@@ -218,13 +243,7 @@ def main(args: argparse.Namespace) -> None:
     truth = None if args.data else TRUE
     if truth:
         print("truth:", truth)
-    axes = az.plot_trace(
-        idata,
-        var_names=var_names,
-        lines=[(name, {}, value) for name, value in (truth or {}).items()],
-        figsize=(10, 9),
-    )
-    fig = axes[0, 0].figure
+    fig = trace_figure(idata, var_names, truth or {}, figsize=(10, 9))
     title = f"{sampler}: radon hyperparameters"
     fig.suptitle(title + (" (grey lines: simulated truth)" if truth else ""))
     fig.tight_layout()
