@@ -42,6 +42,7 @@ _logger = logging.getLogger("pymc")
 
 def _holds_our_op_and_compiles_to_jax(model: Any) -> bool:
     from pytensor.compile.mode import get_mode
+    from pytensor.graph.basic import Constant
     from pytensor.graph.fg import FunctionGraph
     from pytensor.graph.traversal import ancestors
     from pytensor.link.jax.dispatch import jax_funcify
@@ -49,10 +50,13 @@ def _holds_our_op_and_compiles_to_jax(model: Any) -> bool:
     from pymc_jaxops.ops import JaxOp
 
     logp = model.logp()
-    if not any(v.owner is not None and isinstance(v.owner.op, JaxOp) for v in ancestors([logp])):
+    variables = list(ancestors([logp]))
+    if not any(v.owner is not None and isinstance(v.owner.op, JaxOp) for v in variables):
         return False
-    fgraph = FunctionGraph(model.value_vars, [logp], clone=True)
+    # Every root is an input: the value variables, and data (pm.Data) held in shared ones.
+    roots = [v for v in variables if v.owner is None and not isinstance(v, Constant)]
     try:
+        fgraph = FunctionGraph(roots, [logp], clone=True)
         get_mode("JAX").optimizer.rewrite(fgraph)
         jax_funcify(fgraph)
     except Exception as error:  # an Op without a JAX implementation: Numba it is

@@ -25,8 +25,8 @@ def _model(wrapped: bool = True) -> pm.Model:
     with pm.Model() as model:
         mu = pm.Normal("mu", 0, 10)
         sigma = pm.HalfNormal("sigma", 2)
-        if wrapped:
-            pm.Potential("lik", normal_loglik(Y, mu, sigma))
+        if wrapped:  # the data in a pm.Data, as the seed HMM holds it
+            pm.Potential("lik", normal_loglik(pm.Data("y", Y), mu, sigma))
         else:
             pm.Normal("y", mu, sigma, observed=Y)
     return model
