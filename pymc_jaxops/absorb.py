@@ -15,19 +15,38 @@ launch the XLA executable. Switch it off for one function with
 ``model.logp_dlogp_function(mode=...)`` and ``pm.sample(compile_kwargs={"mode": ...})``), or
 for the whole process with ``PYTENSOR_FLAGS=optimizer_excluding=pymc_jaxops_absorb``.
 
-A graph is left alone where JAX could answer differently from the C backend:
+A graph is absorbed only where JAX answers what the C backend answers, for every input the
+compiled function can be called with: the same exception where C raises, no nan where C
+gives a number or ±inf. The rule goes by Op family (the table is in
+``docs/architecture.md``, "Which graphs are absorbed"); a graph holding any of these is
+left on its backend:
 
-* it runs after PyTensor's ``canonicalize`` pass, where PyMC's compile turns parameter
-  checks into ``switch(cond, logp, -inf)``; a graph that still holds a ``Check``/``Assert``
-  node (which JAX would skip), before or after the JAX-mode rewrites, is not absorbed;
-* nor is one that indexes with an index known only at run time (``x[idx]`` with a
-  ``pm.Data`` ``idx``): JAX clamps an out-of-range index where C raises ``IndexError``;
-* random draws and shared-variable updates (``update_mapping``) keep their C semantics;
-* each XLA call runs in the x64 mode the graph's types (and its wrapped functions'
-  recorded modes) need, whatever the global switch;
-* if JAX cannot trace the graph (an Op whose JAX implementation needs static shapes), the
-  Op compiles the original graph with the C backend and uses it from then on (for one call
-  only, if JAX ran it before at other shapes).
+* a ``Check``/``Assert`` node (JAX skips it), before or after the JAX-mode rewrites. The
+  rewrite runs after PyTensor's ``canonicalize`` pass, where PyMC's compile has turned
+  parameter checks into ``switch(cond, logp, -inf)``, which JAX keeps;
+* an index JAX could clamp where C raises ``IndexError``: one known only at run time
+  (``x[idx]`` with a ``pm.Data`` ``idx``), or a constant one into an axis whose length is
+  not fixed when the graph is compiled (``x[3]`` of a ``pm.Data`` ``x``: ``pm.set_data`` can
+  shorten it). Slices clamp in both backends;
+* integer ``//`` and ``%`` by anything but a nonzero constant (C raises
+  ``ZeroDivisionError``), also inside fused ``Composite`` nodes; ``//`` of floats and ``**``
+  of integers (other values at ±inf, and for negative exponents); casts of floats to
+  integers (C wraps nan, ±inf and out-of-range values, XLA saturates them);
+* linear algebra (``inv``, ``solve``, ``cholesky``, ``det``, decompositions: every Op of
+  PyTensor's ``nlinalg``/``slinalg``/``linalg`` modules, also under ``Blockwise``): on
+  singular input C raises ``LinAlgError`` or returns nan where JAX returns ±inf;
+* special functions that JAX computes with other algorithms than C (incomplete gamma and
+  beta functions, digamma and its derivatives, Bessel functions, ...): only ``erf``,
+  ``erfc``, ``erfinv``, ``gamma``, ``gammaln``, ``i0``, ``log1mexp``, ``sigmoid`` and
+  ``softplus`` of ``pytensor.scalar.math`` are absorbed, with every Op of
+  ``pytensor.scalar.basic`` not named above;
+* the inner graphs of ``OpFromGraph`` and ``Scan`` nodes are held to the same rule;
+* random draws and shared-variable updates (``update_mapping``) keep their C semantics.
+
+Each XLA call runs in the x64 mode the graph's types (and its wrapped functions' recorded
+modes) need, whatever the global switch. If JAX cannot trace the graph (an Op whose JAX
+implementation needs static shapes), the Op compiles the original graph with the C backend
+and uses it from then on (for one call only, if JAX ran it before at other shapes).
 
 What remains is rounding: XLA may order floating-point operations differently from the C
 backend (and sums float32 values in float32, where PyTensor's C sum accumulates in
@@ -58,26 +77,44 @@ import threading
 import uuid
 import warnings
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytensor.scalar.basic as ps
 from pytensor import function
 from pytensor.compile.mode import get_mode
 from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.graph.basic import Apply, Constant, Variable
 from pytensor.graph.fg import FunctionGraph
-from pytensor.graph.op import Op
+from pytensor.graph.op import HasInnerGraph, Op
 from pytensor.graph.replace import clone_replace
 from pytensor.graph.rewriting.basic import GraphRewriter
+from pytensor.graph.traversal import applys_between
 from pytensor.link.jax.dispatch import jax_funcify
 from pytensor.raise_op import CheckAndRaise
+from pytensor.scalar.basic import Cast, Composite, IntDiv, Mod, Pow
+from pytensor.scalar.math import (
+    I0,
+    Erf,
+    Erfc,
+    Erfinv,
+    Gamma,
+    GammaLn,
+    Log1mexp,
+    Sigmoid,
+    Softplus,
+)
+from pytensor.tensor.blockwise import Blockwise
+from pytensor.tensor.elemwise import Elemwise
 from pytensor.tensor.random.op import RandomVariable
-from pytensor.tensor.subtensor import IncSubtensor, Subtensor
+from pytensor.tensor.subtensor import IncSubtensor, Subtensor, indices_from_subtensor
 from pytensor.tensor.type import TensorType
+from pytensor.tensor.type_other import NoneTypeT, SliceType
 
+from pymc_jaxops import _caches
 from pymc_jaxops._upstream.pytensor import (
     ADVANCED_INC_SUBTENSOR,
     ADVANCED_SUBTENSOR,
@@ -88,7 +125,7 @@ from pymc_jaxops._upstream.pytensor import (
 from pymc_jaxops.ops import JaxOp, _jitted
 from pymc_jaxops.precision import needs_x64
 
-__all__ = ["TAG", "XlaGraphOp", "absorb_into_xla"]
+__all__ = ["TAG", "XlaGraphOp", "absorb_into_xla", "clear_cache"]
 
 _logger = logging.getLogger("pymc_jaxops")
 
@@ -275,32 +312,155 @@ def _detached(fgraph: FunctionGraph) -> FunctionGraph:
     return FunctionGraph(inputs, outputs, clone=False)
 
 
-def _index_inputs(node) -> list:
-    op = node.op
-    if isinstance(op, Subtensor):
-        return list(node.inputs[1:])
-    if isinstance(op, IncSubtensor):
-        return list(node.inputs[2:])
-    if isinstance(op, ADVANCED_SUBTENSOR):
-        return list(node.inputs[1:])
-    if isinstance(op, ADVANCED_INC_SUBTENSOR):
-        return list(node.inputs[2:])
-    return []
+# The rule: absorb a graph only where JAX answers what the C backend answers, for every
+# input the compiled function can be called with. Op families, and why each stays on the C
+# backend, are in docs/architecture.md ("Which graphs are absorbed"). A family not named
+# below is absorbed: structural Ops, reductions, products, sorting and the like, whose JAX
+# implementations give C's values (nan and ±inf included).
+
+_LINALG_MODULES = ("pytensor.tensor.nlinalg", "pytensor.tensor.slinalg", "pytensor.tensor.linalg")
+_INDEXING = (Subtensor, IncSubtensor, *ADVANCED_SUBTENSOR, *ADVANCED_INC_SUBTENSOR)
+
+_SAME_SPECIAL_VALUES: tuple[type, ...] = (
+    Erf,
+    Erfc,
+    Erfinv,
+    Gamma,
+    GammaLn,
+    I0,
+    Log1mexp,
+    Sigmoid,
+    Softplus,
+)
+"""Special functions whose JAX implementation gives C's value at every special input (zero,
+negative integers, ±inf, nan, overflow); ``tests/test_absorb_safety.py`` checks each."""
 
 
 def _numbers_could_change(fgraph: FunctionGraph) -> bool:
-    """Whether JAX could give other numbers than the C backend, or none where C raises.
+    """Whether JAX could answer differently from the C backend for some input.
 
-    JAX skips ``Check``/``Assert`` nodes, and clamps (or drops) out-of-range indices where
-    the C backend raises ``IndexError``: graphs with either, or with an index known only at
-    run time, stay on the C backend.
+    Different numbers, a nan where C gives a number or -inf, or no exception where C
+    raises one. Such a graph stays on its backend (the reason is logged at debug level).
     """
-    for node in fgraph.apply_nodes:
-        if isinstance(node.op, CheckAndRaise):
-            return True
-        if any(not isinstance(i, Constant) for i in _index_inputs(node)):
-            return True
-    return False
+    reason = _reason_for_c(fgraph.apply_nodes)
+    if reason is not None:
+        _logger.debug("pymc_jaxops: graph not absorbed: %s", reason)
+    return reason is not None
+
+
+def _reason_for_c(nodes: Iterable[Apply]) -> str | None:
+    for node in nodes:
+        reason = _node_reason(node)
+        if reason is not None:
+            return reason
+    return None
+
+
+def _node_reason(node: Apply) -> str | None:
+    """Why this node must run on the C backend, by its Op's family; None if JAX may run it."""
+    op = node.op
+    core = op.core_op if isinstance(op, Blockwise) else op
+    if isinstance(core, CheckAndRaise):
+        return f"{op}: JAX skips the check"
+    if type(core).__module__.startswith(_LINALG_MODULES):
+        # On singular input C raises LinAlgError (inv) or returns nan (solve, cholesky)
+        # where JAX returns ±inf.
+        return f"{op}: linear algebra, which raises or gives nan in C where JAX gives inf"
+    if isinstance(op, _INDEXING):
+        return _index_reason(node)
+    if isinstance(core, _INDEXING):  # batched: its indices are not the node's inputs
+        return f"{op}: a batched index"
+    if isinstance(op, Elemwise):
+        return _scalar_reason(op.scalar_op, node.inputs, node.outputs)
+    if isinstance(core, HasInnerGraph):  # OpFromGraph, Scan: JAX runs their inner graphs
+        return _reason_for_c(applys_between(core.inner_inputs, core.inner_outputs))
+    return None
+
+
+def _index_reason(node: Apply) -> str | None:
+    """Why an indexing node needs C: JAX clamps an out-of-range index where C raises.
+
+    Slices clamp in both. An integer or boolean index is safe only when it is a constant
+    inside the indexed axis's static length: a length known only at run time (a
+    ``pm.Data`` that ``pm.set_data`` can shorten, or any input of unknown shape) counts as a
+    run-time index.
+    """
+    x = node.inputs[0]
+    incs = isinstance(node.op, (IncSubtensor, *ADVANCED_INC_SUBTENSOR))
+    flat: list[Any] = node.inputs[2 if incs else 1 :]  # after x (and the increment)
+    if any(not isinstance(i, Constant) for i in flat):
+        return f"{node.op}: an index known only at run time"
+    idx_list = getattr(node.op, "idx_list", None)
+    indices: Iterable[Any] = flat if idx_list is None else indices_from_subtensor(flat, idx_list)
+    axis = 0
+    for index in indices:
+        if isinstance(index, slice) or isinstance(index.type, SliceType):
+            axis += 1
+            continue
+        if isinstance(index.type, NoneTypeT):  # np.newaxis: no axis of x
+            continue
+        value = np.asarray(index.data)
+        width = value.ndim if value.dtype == bool else 1
+        lengths = x.type.shape[axis : axis + width]
+        if not _inside(value, lengths):
+            return f"{node.op}: index {value.tolist()} into an axis of length {lengths}"
+        axis += width
+    return None
+
+
+def _inside(value: np.ndarray, lengths: tuple[int | None, ...]) -> bool:
+    """Whether a constant index (or mask) fits axes of these static lengths, whatever the input."""
+    known = tuple(n for n in lengths if n is not None)
+    if not known or len(known) < len(lengths):
+        return False
+    if value.dtype == bool:
+        return value.shape == known
+    (n,) = known
+    return value.size == 0 or bool(-n <= value.min() and value.max() < n)
+
+
+def _scalar_reason(op: Op, inputs: list, outputs: list) -> str | None:
+    """Why an elementwise scalar Op needs C; ``inputs`` are the outer graph's where known."""
+    if isinstance(op, Composite):  # walked with its inputs mapped to the outer constants
+        outer = dict(zip(op.inner_inputs, inputs, strict=True))
+        for inner in applys_between(op.inner_inputs, op.inner_outputs):
+            mapped = [outer.get(i, i) for i in inner.inputs]
+            reason = _scalar_reason(inner.op, mapped, inner.outputs)
+            if reason is not None:
+                return reason
+        return None
+    out_dtype = np.dtype(outputs[0].type.dtype)
+    integer_out = out_dtype.kind in "iub"
+    if isinstance(op, IntDiv) and not integer_out:
+        return f"{op} on floats: JAX's floor_divide gives nan for ±inf, C gives ±inf"
+    if isinstance(op, IntDiv | Mod) and integer_out and not _nonzero_constant(inputs[1]):
+        return f"{op} on integers: C raises ZeroDivisionError, JAX returns a number"
+    if isinstance(op, Pow) and integer_out:
+        return f"{op} on integers: C computes it in float64, JAX exactly (negative exponents)"
+    if isinstance(op, Cast) and integer_out and np.dtype(inputs[0].type.dtype).kind in "fc":
+        return f"{op} of floats: nan, ±inf and out-of-range values wrap in C, saturate in JAX"
+    if type(op).__module__ == ps.__name__ or isinstance(op, _SAME_SPECIAL_VALUES):
+        return None
+    # Incomplete gamma/beta, digamma and the like: other algorithms in JAX, with other
+    # values at poles and in the tails (digamma's poles are nan in JAX, +inf in C; JAX's
+    # betainc rounds a tail to exactly 1, where PyMC's log1mexp gradient is nan).
+    return f"{op}: a special function that JAX computes otherwise than C"
+
+
+def _nonzero_constant(var: Variable) -> bool:
+    return isinstance(var, Constant) and bool(np.all(np.asarray(var.data) != 0))
+
+
+def clear_cache() -> None:
+    """Forget the JAX functions of absorbed graphs kept for pickled copies of their Ops.
+
+    ``pymc_jaxops.clear_caches`` calls it. Ops built before keep working: each keeps its
+    own function, and a copy unpickled later builds its own.
+    """
+    _GRAPH_FNS.clear()
+
+
+_caches.register("absorbed graph functions", clear_cache)
 
 
 class _Absorb(GraphRewriter):
