@@ -254,7 +254,12 @@ def test_clear_caches_empties_every_cache_the_package_keeps(rng):
     step = Step()
     _DECISIONS[step] = True
     assert normal_logp._ops and ops._JIT_CACHE and _DECISIONS
-    names = {"jitted JAX functions", "Ops per wrapped function", "chain-thread decisions"}
+    names = {
+        "jitted JAX functions",
+        "Ops per wrapped function",
+        "chain-thread decisions",
+        "absorbed graph functions",
+    }
     assert names <= set(_caches.registered())
     clear_caches()
     assert not normal_logp._ops and not ops._JIT_CACHE and not _DECISIONS
