@@ -5,8 +5,9 @@ nutpie compiles the model with the backend of the default linker: Numba. A model
 one of our Ops then runs its logp+dlogp as one XLA call launched from Numba's object mode
 (``pymc_jaxops.absorb``), and Numba compiles everything else around it. nutpie's JAX
 backend compiles the whole model as one JAX program instead; on the seed HMM it started
-sampling 2.4x sooner and took 14% less time per gradient (``benchmarks/bench_pymc6.py``). So when *all* of these hold, ``pm.sample()`` runs nutpie
-with ``backend="jax"``, and says so in PyMC's log:
+sampling 2.4x sooner and took 14% less time per gradient (``benchmarks/bench_pymc6.py``).
+So when *all* of these hold, ``pm.sample()`` runs nutpie with ``backend="jax"``, and says
+so in PyMC's log:
 
 * nutpie is the sampler (PyMC chose it, or ``nuts_sampler="nutpie"``);
 * the user chose no backend: no ``backend=`` and no ``compile_kwargs={"mode": ...}``;

@@ -75,7 +75,6 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-import warnings
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -524,11 +523,8 @@ register_rewrite("pymc_jaxops_absorb_into_xla_numba", _Absorb(), "numba", TAG, p
 
 def _numba_funcify_xla_graph(op: XlaGraphOp, node=None, **kwargs):
     # One object-mode call per evaluation: Numba enters Python once, to launch the XLA
-    # executable (which releases the GIL while it runs). PyTensor warns for every Op it runs
-    # this way; here it is the design, not a missing implementation.
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "Numba will use object mode", UserWarning)
-        return object_mode_impl(op, node, **kwargs)
+    # executable (which releases the GIL while it runs).
+    return object_mode_impl(op, node, **kwargs)
 
 
 register_dispatch("numba", XlaGraphOp, _numba_funcify_xla_graph)

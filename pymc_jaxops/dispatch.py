@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import jax.numpy as jnp
 import numpy as np
 
@@ -49,13 +47,10 @@ class _NumpyOutputs:
 
 
 def _numba_funcify_jax_op(op: JaxOp, node=None, **kwargs):
-    # Our Ops run XLA, not Numba: one object-mode call each, by design. PyTensor warns for
-    # every Op it runs this way ("Numba will use object mode"); for ours that is noise.
-    # JaxForwardOp's residuals stay JAX arrays in the C VM; Numba must get NumPy ones.
+    # Our Ops run XLA, not Numba: one object-mode call each, by design. JaxForwardOp's
+    # residuals stay JAX arrays in the C VM; Numba must get NumPy ones.
     runs = _NumpyOutputs(op) if isinstance(op, JaxForwardOp) else op
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "Numba will use object mode", UserWarning)
-        return object_mode_impl(runs, node, **kwargs)
+    return object_mode_impl(runs, node, **kwargs)
 
 
 register_dispatch("jax", JaxOp, _jax_funcify_jax_op)

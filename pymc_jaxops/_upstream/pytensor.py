@@ -15,6 +15,7 @@ Numba object-mode call                 ``generate_fallback_impl`` (private), bot
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -95,10 +96,14 @@ def wrapped_function(op: Any) -> Any:
 
 
 def object_mode_impl(op: Any, node: Any, **kwargs: Any) -> Any:
-    """Numba's object-mode call of ``op.perform`` (PyTensor's private fallback)."""
+    """Numba's object-mode call of ``op.perform`` (PyTensor's private fallback), without the
+    warning PyTensor gives for an Op that lacks a Numba implementation: our callers run in
+    object mode by design (one XLA launch per call)."""
     from pytensor.link.numba.dispatch.basic import generate_fallback_impl
 
-    return generate_fallback_impl(op, node, **kwargs)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Numba will use object mode", UserWarning)
+        return generate_fallback_impl(op, node, **kwargs)
 
 
 def _dispatcher(backend: str) -> Any:
