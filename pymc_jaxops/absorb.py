@@ -72,7 +72,9 @@ Examples
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 import threading
 import uuid
 import weakref
@@ -93,6 +95,7 @@ from pytensor.graph.replace import clone_replace
 from pytensor.graph.rewriting.basic import GraphRewriter
 from pytensor.graph.traversal import applys_between
 from pytensor.link.jax.dispatch import jax_funcify
+from pytensor.printing import debugprint
 from pytensor.raise_op import CheckAndRaise
 from pytensor.scalar.basic import Cast, Composite, IntDiv, Mod, Pow
 from pytensor.scalar.math import (
@@ -117,7 +120,7 @@ from pymc_jaxops import _caches
 from pymc_jaxops._upstream.pytensor import (
     ADVANCED_INC_SUBTENSOR,
     ADVANCED_SUBTENSOR,
-    object_mode_impl,
+    object_mode_launch,
     register_dispatch,
     register_rewrite,
 )
@@ -162,7 +165,7 @@ class XlaGraphOp(Op):
         return {
             k: v
             for k, v in self.__dict__.items()
-            if k not in ("_run", "_lock", "_fallback", "_fgraph", "_ok")
+            if k not in ("_run", "_lock", "_fallback", "_fgraph", "_ok", "_launch_key")
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -227,22 +230,47 @@ class XlaGraphOp(Op):
             return fn(*inputs)
 
     def perform(self, node, inputs, output_storage):
+        for storage, value in zip(output_storage, self.outputs_of(inputs), strict=True):
+            storage[0] = value
+
+    def outputs_of(self, inputs) -> list[np.ndarray]:
+        """The outputs for ``inputs``: writable arrays of the declared dtypes, as the C
+        thunks' outputs are."""
         values = None if self.__dict__.get("_jax_failed") else self._run_jax(inputs)
         if values is None:
-            values = self._run_fallback(inputs)
-        elif self._layout is not None:
+            return list(self._run_fallback(inputs))
+        if self._layout is not None:
             # One buffer for all outputs: one copy out of XLA, not one per output (a few
-            # µs per call, which a 60 µs model notices). The outputs are disjoint views of
-            # it, writable as the C thunks' outputs are.
+            # µs per call, which a 60 µs model notices). The outputs are disjoint views of it.
             flat = np.asarray(values).astype(self._dtypes[0])
-            for storage, (start, stop, shape) in zip(output_storage, self._layout, strict=True):
-                storage[0] = flat[start:stop].reshape(shape)
-            return
-        for storage, value, dtype in zip(output_storage, values, self._dtypes, strict=True):
-            # Writable, as the C thunks' outputs are, and of the declared dtype. (A copy of
-            # np.asarray's view: np.array(value, dtype=...) took ~5 µs more per output.)
-            array = np.asarray(value)
-            storage[0] = array.copy() if array.dtype == dtype else array.astype(dtype)
+            return [flat[start:stop].reshape(shape) for start, stop, shape in self._layout]
+        # (A copy of np.asarray's view: np.array(value, dtype=...) took ~5 µs more per output.)
+        arrays = [np.asarray(value) for value in values]
+        return [
+            a.copy() if a.dtype == dtype else a.astype(dtype)
+            for a, dtype in zip(arrays, self._dtypes, strict=True)
+        ]
+
+    def launch_key(self) -> str:
+        """The key by which Numba's compiled code finds this Op in this process.
+
+        It is the same in every process that builds the same graph in the same order (so
+        Numba's disk cache serves a chain worker or a new session), and never names two Ops
+        in one process: equal fingerprints are numbered, and numbers are never reused.
+        """
+        with _LAUNCH_LOCK:
+            key = self.__dict__.get("_launch_key")
+            if key is None:
+                # The graph as printed, less variable names (some are numbered per process).
+                text = debugprint(self.inner_outputs, file="str", print_type=True)
+                text = _NAME.sub("", text)
+                fingerprint = hashlib.sha256(text.encode()).hexdigest()[:32]
+                number = _FINGERPRINTS_SEEN.get(fingerprint, 0)
+                _FINGERPRINTS_SEEN[fingerprint] = number + 1
+                key = f"{fingerprint}-{number}"
+                self.__dict__["_launch_key"] = key
+                _LAUNCHABLE[key] = self
+            return key
 
     def _run_jax(self, inputs) -> Any:
         """The finished JAX outputs (one packed array with a layout), or None if JAX failed."""
@@ -521,10 +549,34 @@ register_rewrite(
 register_rewrite("pymc_jaxops_absorb_into_xla_numba", _Absorb(), "numba", TAG, position=1.1)
 
 
+# Ops that Numba's compiled code launches, by launch key (weakly: a compiled function keeps
+# its Op alive through its graph).
+_LAUNCHABLE: weakref.WeakValueDictionary[str, XlaGraphOp] = weakref.WeakValueDictionary()
+_FINGERPRINTS_SEEN: dict[str, int] = {}
+_LAUNCH_LOCK = threading.Lock()
+_NAME = re.compile(r" '[^'\n]*'$", re.MULTILINE)
+
+
+def _launch(key: str, inputs: tuple) -> Any:
+    """Numba's one entry into Python per evaluation: run the Op named ``key`` (the XLA
+    executable releases the GIL while it runs)."""
+    op = _LAUNCHABLE.get(key)
+    if op is None:
+        raise RuntimeError(
+            f"pymc_jaxops: compiled code called the absorbed graph {key!r}, which this "
+            "process no longer holds. Compile the function again (or keep the PyTensor "
+            "function that holds it alive while the compiled code runs)."
+        )
+    outputs = op.outputs_of(inputs)
+    return outputs[0] if len(outputs) == 1 else tuple(outputs)
+
+
 def _numba_funcify_xla_graph(op: XlaGraphOp, node=None, **kwargs):
-    # One object-mode call per evaluation: Numba enters Python once, to launch the XLA
-    # executable (which releases the GIL while it runs).
-    return object_mode_impl(op, node, **kwargs)
+    key = op.launch_key()
+    return object_mode_launch(node, _launch, key), f"pymc_jaxops_xla_graph_{key}"
 
 
-register_dispatch("numba", XlaGraphOp, _numba_funcify_xla_graph)
+register_dispatch("numba_cache_key", XlaGraphOp, _numba_funcify_xla_graph)
+register_dispatch(
+    "numba", XlaGraphOp, lambda op, node=None, **kw: _numba_funcify_xla_graph(op, node)[0]
+)

@@ -1,5 +1,6 @@
 """The rewrite that runs a whole JAX-capable graph as one XLA call on the C and Numba backends."""
 
+import json
 import pickle
 
 import jax
@@ -215,13 +216,13 @@ def test_numba_and_c_enter_python_once_per_logp_dlogp(rng, monkeypatch, mode):
     # pytensor 3's default linker is Numba: the absorbed graph is one node, and the compiled
     # function crosses into Python once per evaluation, to launch the XLA executable.
     calls = []
-    perform = XlaGraphOp.perform
+    outputs_of = XlaGraphOp.outputs_of  # what both backends' single call runs
 
-    def counting(self, node, inputs, output_storage):
+    def counting(self, inputs):
         calls.append(1)
-        return perform(self, node, inputs, output_storage)
+        return outputs_of(self, inputs)
 
-    monkeypatch.setattr(XlaGraphOp, "perform", counting)
+    monkeypatch.setattr(XlaGraphOp, "outputs_of", counting)
     model = _model(_data(rng))
     fn = _logp_dlogp(model, mode)
     assert _ops(fn._pytensor_function) == [XlaGraphOp]
@@ -231,3 +232,38 @@ def test_numba_and_c_enter_python_once_per_logp_dlogp(rng, monkeypatch, mode):
         assert len(calls) == n
         np.testing.assert_allclose(got[0], want[0], rtol=1e-10)
         np.testing.assert_allclose(got[1], want[1], rtol=1e-8)
+
+
+_COMPILE_AND_CALL = """
+import json, numpy as np
+from numba.core import event
+from numba.core.dispatcher import ObjModeLiftedWith
+from tests.test_residuals import _data, _model
+model = _model(_data(np.random.default_rng(0)))
+with event.install_recorder("numba:compile") as compiled:
+    fn = model.logp_dlogp_function(ravel_inputs=True, mode="NUMBA")
+    fn.set_extra_values({})
+    value, grad = fn(np.array([0.9, 1.1, np.log(0.3)]))
+ops = sorted({type(n.op).__name__ for n in fn._pytensor_function.maker.fgraph.apply_nodes})
+# Numba builds the object-mode block's wrapper on load: Python calls, nothing to cache.
+nopython = [e for _, e in compiled.buffer if e.is_start
+            and not isinstance(e.data["dispatcher"], ObjModeLiftedWith)]
+print(json.dumps({"compiled": len(nopython), "ops": ops, "value": float(value)}))
+"""
+
+
+def test_a_second_process_loads_the_numba_graph_from_disk(tmp_path):
+    # The absorbed graph's Numba code names the XLA graph by a key that is the same in every
+    # process building the same model, so PyTensor's Numba cache serves a chain worker or a
+    # new session: no Numba compilation at all the second time.
+    env = child_env(PYTENSOR_FLAGS=f"base_compiledir={tmp_path}")
+    runs = []
+    for _ in range(2):
+        proc = run_python(["-c", _COMPILE_AND_CALL], timeout=300, env=env)
+        assert proc.returncode == 0, proc.stderr
+        runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    first, second = runs
+    assert first["ops"] == second["ops"] == ["XlaGraphOp"]
+    assert first["compiled"] > 0  # a cold cache compiles
+    assert second["compiled"] == 0
+    assert second["value"] == first["value"]

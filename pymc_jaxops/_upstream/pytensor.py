@@ -31,6 +31,7 @@ __all__ = [
     "JaxOpBase",
     "infer_shape",
     "object_mode_impl",
+    "object_mode_launch",
     "pullback",
     "register_dispatch",
     "register_rewrite",
@@ -106,6 +107,30 @@ def object_mode_impl(op: Any, node: Any, **kwargs: Any) -> Any:
         return generate_fallback_impl(op, node, **kwargs)
 
 
+def object_mode_launch(node: Any, launch: Callable[..., Any], key: str) -> Callable[..., Any]:
+    """A Numba function of ``node``'s inputs that enters Python once, to call
+    ``launch(key, inputs)`` and return its outputs.
+
+    The compiled code holds only ``key`` (a string) and ``launch`` (a module-level function,
+    which Numba pickles by name), so Numba can cache it on disk: a process that compiles a
+    graph with the same key loads it instead of compiling it again. ``launch`` finds what
+    to run from ``key`` in its own process.
+    """
+    import numba
+    from pytensor.link.numba.dispatch.basic import get_numba_type, numba_njit
+
+    types = [get_numba_type(o.type) for o in node.outputs]
+    ret_sig = types[0] if len(types) == 1 else numba.types.Tuple(types)
+
+    @numba_njit
+    def launch_xla(*inputs):
+        with numba.objmode(ret=ret_sig):
+            ret = launch(key, inputs)
+        return ret
+
+    return launch_xla
+
+
 def _dispatcher(backend: str) -> Any:
     if backend == "jax":
         from pytensor.link.jax.dispatch import jax_funcify
@@ -115,6 +140,10 @@ def _dispatcher(backend: str) -> Any:
         from pytensor.link.numba.dispatch import numba_funcify
 
         return numba_funcify
+    if backend == "numba_cache_key":  # Numba conversion that also returns a disk-cache key
+        from pytensor.link.numba.dispatch.basic import numba_funcify_and_cache_key
+
+        return numba_funcify_and_cache_key
     if backend == "jax_sample_fn":
         from pytensor.link.jax.dispatch.random import jax_sample_fn
 
@@ -147,8 +176,8 @@ def register_dispatch(
     wraps_previous: bool = False,
     only_if_missing: bool = False,
 ) -> Touch:
-    """Declare ``impl`` as the ``backend`` conversion of ``cls`` (``jax``, ``numba`` or
-    ``jax_sample_fn``).
+    """Declare ``impl`` as the ``backend`` conversion of ``cls`` (``jax``, ``numba``,
+    ``numba_cache_key`` or ``jax_sample_fn``).
 
     With ``wraps_previous``, ``impl`` is called with what was registered before and returns
     the implementation; with ``only_if_missing`` nothing is registered where PyTensor
