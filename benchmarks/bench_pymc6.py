@@ -13,6 +13,10 @@ The seed HMM (70 sequences x 50 steps, 3 states) with its likelihood wrapped by
    it there, on Numba for ``wrap_jax``'s), ``backend="numba"`` (nutpie's Numba backend, what
    the defaults ran before), ``pm.sample(backend="jax")`` (nutpie's JAX backend: the whole
    model in JAX), ``nuts_sampler="pymc"`` and NumPyro.
+3. With ``--cores``: chains in parallel under nutpie, the wall of 2 chains with ``cores=1``
+   and with ``cores=2`` (after a 1-draw run that compiles), for nutpie's JAX backend (what
+   ``pm.sample()`` runs for our model) and its Numba backend (our absorbed graph entered
+   from nutpie's Rust threads in object mode), ours beside ``wrap_jax``.
 
 Run: ``python benchmarks/bench_pymc6.py [--calls N] [--rounds R] [--draws D] [--tune T]``.
 """
@@ -54,7 +58,7 @@ def _per_call(ours, theirs, calls: int, rounds: int) -> None:
         print(f"{name:28s} {t:9.1f} {t / limit:8.2f} {t / wrap:11.2f}")
 
 
-def _sample(model, draws: int, tune: int, **kwargs):
+def _sample(model, draws: int, tune: int, cores: int = 2, **kwargs):
     with model, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         t0 = time.perf_counter()
@@ -62,7 +66,7 @@ def _sample(model, draws: int, tune: int, **kwargs):
             draws=draws,
             tune=tune,
             chains=2,
-            cores=2,
+            cores=cores,
             random_seed=1,
             progressbar=False,
             compute_convergence_checks=False,
@@ -97,6 +101,21 @@ def _sampling(ours, theirs, draws: int, tune: int) -> None:
             )
 
 
+def _cores(ours, theirs, draws: int, tune: int) -> None:
+    print(
+        f"\n{'nutpie, 2 chains':28s} {'model':>9s} {'cores=1 s':>10s} {'cores=2 s':>10s}"
+        f" {'ratio':>6s}"
+    )
+    for backend in ("jax", "numba"):
+        for label, model in (("ours", ours), ("wrap_jax", theirs)):
+            _sample(model, 1, 1, backend=backend)  # compile outside the timed runs
+            walls = [_sample(model, draws, tune, cores=c, backend=backend)[0] for c in (1, 2)]
+            print(
+                f"{'backend=' + backend:28s} {label:>9s} {walls[0]:10.1f} {walls[1]:10.1f}"
+                f" {walls[1] / walls[0]:6.2f}"
+            )
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=50, help="calls per round (default 50)")
@@ -104,11 +123,17 @@ def main(argv=None) -> None:
     parser.add_argument("--draws", type=int, default=500, help="draws per chain (default 500)")
     parser.add_argument("--tune", type=int, default=500, help="tuning steps (default 500)")
     parser.add_argument("--no-sampling", action="store_true", help="only the per-call table")
+    parser.add_argument(
+        "--cores", action="store_true", help="only nutpie's cores=1 / cores=2 table (pymc 6)"
+    )
     args = parser.parse_args(argv)
     banner("PyMC defaults with a JAX likelihood: seed HMM, ours vs pytensor.wrap_jax")
     emissions = simulate()
     ours = build_model(emissions)
     theirs = build_model(emissions, logp_op=pytensor.wrap_jax(hmm_logp))
+    if args.cores:
+        _cores(ours, theirs, args.draws, args.tune)
+        return
     _per_call(ours, theirs, args.calls, args.rounds)
     if not args.no_sampling:
         _sampling(ours, theirs, args.draws, args.tune)

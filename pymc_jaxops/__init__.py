@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from pymc_jaxops import (
     _lazy,
     _nutpie_backend,  # noqa: F401  (pm.sample() on pymc 6)
+    _turns,  # noqa: F401  (a compiled function's calls take turns)
     _upstream,
 )
 from pymc_jaxops import absorb as _absorb  # noqa: F401  (whole-graph XLA rewrite)

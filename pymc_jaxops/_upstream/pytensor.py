@@ -15,6 +15,7 @@ Numba object-mode call                 ``generate_fallback_impl`` (private), bot
 from __future__ import annotations
 
 import functools
+import threading
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -36,6 +37,7 @@ __all__ = [
     "register_dispatch",
     "register_rewrite",
     "register_vectorize",
+    "serialise_calls",
     "wrapped_function",
 ]
 
@@ -216,3 +218,44 @@ def register_rewrite(name: str, rewriter: Any, *tags: str, position: float) -> T
         return functools.partial(optdb.remove_tags, name, *tags)
 
     return declare(Touch(f"pytensor rewrite {name}", "pytensor", apply))
+
+
+def serialise_calls(needs_turns: Callable[[Any], bool]) -> Touch:
+    """Declare: concurrent calls of one compiled ``pytensor.compile.Function`` for which
+    ``needs_turns(fn)`` is true take turns.
+
+    A ``Function`` keeps its inputs and outputs in storage of its own, so two threads
+    calling it at once can read each other's numbers. The C backend holds the GIL through a
+    whole call, which hides that; a graph that launches XLA releases it mid-call. Each
+    function decides once (on its first call); afterwards a function that needs no turns
+    pays one dictionary lookup per call.
+    """
+
+    def apply() -> Callable[[], None]:
+        from pytensor.compile import Function
+
+        call = Function.__call__
+
+        @functools.wraps(call)
+        def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:
+            # Kept on the function's maker (PyTensor 3's Function has slots, no __dict__);
+            # each copy and each unpickled function has a maker of its own.
+            state = self.maker.__dict__
+            turns = state.get("_pymc_jaxops_turns")
+            if turns is None:
+                # setdefault: two threads' first calls end up with the same lock
+                candidate = threading.Lock() if needs_turns(self) else False
+                turns = state.setdefault("_pymc_jaxops_turns", candidate)
+            if not turns:
+                return call(self, *args, **kwargs)
+            with turns:
+                return call(self, *args, **kwargs)
+
+        Function.__call__ = __call__
+
+        def undo() -> None:
+            Function.__call__ = call
+
+        return undo
+
+    return declare(Touch("pytensor Function calls that take turns", "pytensor", apply))

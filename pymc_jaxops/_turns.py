@@ -1,0 +1,37 @@
+"""One compiled function called from several threads at once: the calls take turns.
+
+PyTensor documents its compiled functions as not thread-safe, and with the C backend a race
+is rare (the whole call holds the GIL). A function that launches one of our XLA programs
+releases the GIL in the middle of a call, which makes the race near-certain: four threads
+sharing one function got most answers wrong. Such functions serialise their calls; for
+parallel calls give each thread its own ``f.copy()``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pytensor.graph.basic import Apply
+
+from pymc_jaxops._upstream.pytensor import serialise_calls
+from pymc_jaxops.absorb import XlaGraphOp
+from pymc_jaxops.ops import JaxOp
+
+
+def _launches_xla(nodes: list[Apply]) -> bool:
+    for node in nodes:
+        if isinstance(node.op, JaxOp | XlaGraphOp):
+            return True
+        inner = getattr(node.op, "fgraph", None)  # Scan, OpFromGraph: their inner graphs
+        if inner is not None and _launches_xla(list(inner.apply_nodes)):
+            return True
+    return False
+
+
+def holds_our_op(fn: Any) -> bool:
+    """Whether the compiled function ``fn`` runs one of our Ops (in an inner graph too)."""
+    maker = getattr(fn, "maker", None)
+    return maker is not None and _launches_xla(list(maker.fgraph.apply_nodes))
+
+
+serialise_calls(holds_our_op)
