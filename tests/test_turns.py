@@ -1,5 +1,6 @@
 """One compiled function called from several threads at once gives the serial answers."""
 
+import pickle
 from concurrent.futures import ThreadPoolExecutor
 
 import jax.numpy as jnp
@@ -59,6 +60,14 @@ def test_copies_keep_their_own_turns_and_other_functions_none():
     plain(np.ones(3))
     assert plain.maker.__dict__["_pymc_jaxops_turns"] is False
     assert holds_our_op(f) and not holds_our_op(plain)
+
+
+def test_a_function_that_took_turns_still_pickles_with_turns_of_its_own():
+    f = _compiled(None)
+    f(np.ones(3), 1.0)
+    g = pickle.loads(pickle.dumps(f))  # as a chain's step is copied for its thread
+    np.testing.assert_allclose(g(np.ones(3), 1.0)[0], f(np.ones(3), 1.0)[0], rtol=1e-14)
+    assert g.maker.__dict__["_pymc_jaxops_turns"] is not f.maker.__dict__["_pymc_jaxops_turns"]
 
 
 def test_an_op_inside_a_scan_counts():

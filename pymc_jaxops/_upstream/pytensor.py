@@ -220,6 +220,25 @@ def register_rewrite(name: str, rewriter: Any, *tags: str, position: float) -> T
     return declare(Touch(f"pytensor rewrite {name}", "pytensor", apply))
 
 
+class _Turns:
+    """A lock that pickles as a new lock: an unpickled function is another function, and
+    a ``threading.Lock`` cannot be pickled at all."""
+
+    __slots__ = ("_lock",)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+    def __reduce__(self) -> tuple[type, tuple[()]]:
+        return (_Turns, ())
+
+
 def serialise_calls(needs_turns: Callable[[Any], bool]) -> Touch:
     """Declare: concurrent calls of one compiled ``pytensor.compile.Function`` for which
     ``needs_turns(fn)`` is true take turns.
@@ -244,7 +263,7 @@ def serialise_calls(needs_turns: Callable[[Any], bool]) -> Touch:
             turns = state.get("_pymc_jaxops_turns")
             if turns is None:
                 # setdefault: two threads' first calls end up with the same lock
-                candidate = threading.Lock() if needs_turns(self) else False
+                candidate = _Turns() if needs_turns(self) else False
                 turns = state.setdefault("_pymc_jaxops_turns", candidate)
             if not turns:
                 return call(self, *args, **kwargs)
