@@ -28,6 +28,7 @@ from pytensor.tensor.type import TensorType
 from pytensor.tensor.variable import TensorVariable
 
 from pymc_jaxops import _caches
+from pymc_jaxops._upstream.pytensor import forget_ops_seen_by_rewriters
 from pymc_jaxops.ops import JaxOp
 from pymc_jaxops.precision import scoped, trace_mode
 from pymc_jaxops.shapes import explain_trace_error, infer_outputs, mentions_symbolic_dim
@@ -266,6 +267,9 @@ def _clear_op_caches() -> None:
 
 
 _caches.register("Ops per wrapped function", _clear_op_caches)
+# PyTensor's rewriters keep every Op they saw (an unbounded cache): a wrapped closure, and
+# the data it holds, lives as long as that cache does.
+_caches.register("Ops kept by PyTensor's rewriters", forget_ops_seen_by_rewriters)
 
 
 def clear_caches() -> None:

@@ -259,9 +259,40 @@ def test_clear_caches_empties_every_cache_the_package_keeps(rng):
         "Ops per wrapped function",
         "chain-thread decisions",
         "absorbed graph functions",
+        "Ops kept by PyTensor's rewriters",
     }
     assert names <= set(_caches.registered())
     clear_caches()
     assert not normal_logp._ops and not ops._JIT_CACHE and not _DECISIONS
     # Graphs built before keep working.
     np.testing.assert_allclose(f(xv), jax.scipy.stats.norm.logpdf(xv).sum())
+
+
+class _Data(np.ndarray):
+    """An array that can be weakly referenced (a plain ndarray cannot)."""
+
+
+def test_dropped_models_release_their_wrapped_closures_after_clear_caches():
+    # A loop over data sets, each closure holding its data: once the models and compiled
+    # functions are dropped, clear_caches() lets every closure (and its data) go, including
+    # the Ops PyTensor's rewriters keep in an unbounded cache of their own.
+    def fit(i):
+        data = (np.arange(40.0) + i).view(_Data)
+
+        def loglik(mu):
+            return -0.5 * jnp.sum((jnp.asarray(data) - mu) ** 2)
+
+        with pm.Model() as model:
+            mu = pm.Normal("mu")
+            pm.Potential("lik", as_pytensor_op(loglik)(mu))
+        fn = model.logp_dlogp_function(ravel_inputs=True)
+        fn.set_extra_values({})
+        value, _ = fn(np.zeros(1))
+        assert value == pytest.approx(-0.5 * float(np.sum(data**2)) - 0.5 * np.log(2 * np.pi))
+        return weakref.ref(data)
+
+    refs = [fit(i) for i in range(8)]
+    gc.collect()
+    clear_caches()
+    gc.collect()
+    assert [r() is None for r in refs] == [True] * len(refs)

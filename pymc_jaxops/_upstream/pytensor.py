@@ -36,6 +36,7 @@ __all__ = [
     "pullback",
     "register_dispatch",
     "register_rewrite",
+    "forget_ops_seen_by_rewriters",
     "register_vectorize",
     "serialise_calls",
     "wrapped_function",
@@ -278,3 +279,22 @@ def serialise_calls(needs_turns: Callable[[Any], bool]) -> Touch:
         return undo
 
     return declare(Touch("pytensor Function calls that take turns", "pytensor", apply))
+
+
+def forget_ops_seen_by_rewriters() -> None:
+    """Empty the per-Op cache of PyTensor's node rewriters.
+
+    ``OpToRewriterTracker.get_trackers`` is a ``functools.cache`` keyed by Op instance, with
+    no bound: every Op that ever went through a rewrite stays alive, and with it whatever it
+    holds (for a wrapped function, its closure and the data the closure holds). The cache
+    only saves a lookup; it refills as graphs are rewritten again.
+    """
+    import gc
+
+    from pytensor.graph.rewriting.basic import OpToRewriterTracker
+
+    for obj in gc.get_objects():
+        if issubclass(type(obj), OpToRewriterTracker):  # type(): safe on dead weak proxies
+            cached = getattr(obj, "get_trackers", None)
+            if hasattr(cached, "cache_clear"):
+                cached.cache_clear()
