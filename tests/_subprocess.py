@@ -88,6 +88,30 @@ def start(
         )
 
 
+def line_starting(proc: subprocess.Popen, prefix: str, timeout: float) -> str | None:
+    """The first line of ``proc``'s stdout that starts with ``prefix``, or None if none came
+    within ``timeout`` seconds or the process ended first.
+
+    The lines are read in a thread that stops at that line, so a child that goes quiet
+    cannot block the test past its deadline; the rest of stdout stays for ``communicate``.
+    """
+    found: list[str] = []
+    done = threading.Event()
+
+    def read() -> None:
+        try:
+            for line in iter(proc.stdout.readline, ""):
+                if line.startswith(prefix):
+                    found.append(line)
+                    break
+        finally:
+            done.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    done.wait(timeout)
+    return found[0] if found else None
+
+
 def kill_session(proc: subprocess.Popen) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)

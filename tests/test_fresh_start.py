@@ -104,6 +104,7 @@ def test_normal_exit_after_the_last_message_is_not_an_error():
     parent_end, worker_end = multiprocessing.Pipe()
     process = _start(Connection.send, worker_end, "done")
     worker_end.close()
+    assert parent_end.poll(30)
     assert parent_end.recv() == "done"  # what the sampler waits for arrives first
     process.join(10)
     assert process.exitcode == 0
@@ -146,6 +147,7 @@ def test_start_returns_while_children_still_read_their_payloads():
     for gate in gates:
         with contextlib.suppress(BrokenPipeError):  # a child that gave up is gone
             gate.send("open")
+    assert all(r.poll(60) for r in results)
     assert [r.recv() for r in results] == [True, True]  # each child saw its gate open
     for process in processes:
         process.join(30)

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -65,13 +64,10 @@ def test_ctrl_c_leaves_no_workers(tmp_path, who, chains_in):
     env = {"PYMC_JAXOPS_CHAIN_THREADS": setting}
     proc = _subprocess.start([str(script)], env, stdin=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 300
-        line = ""
-        while time.monotonic() < deadline and not line.startswith("WORKERS"):
-            line = proc.stdout.readline()
-            if not line and proc.poll() is not None:
-                break
-        assert line.startswith("WORKERS"), f"workers never started:\n{proc.stderr.read()[-3000:]}"
+        line = _subprocess.line_starting(proc, "WORKERS", timeout=300)
+        if line is None:
+            _subprocess.kill_session(proc)
+            raise AssertionError(f"workers never started:\n{proc.stderr.read()[-3000:]}")
         if who == "process_group":
             os.killpg(proc.pid, signal.SIGINT)
         else:

@@ -314,13 +314,9 @@ _FAILING = str(SCRIPTS / "worker_failure.py")
 
 
 def _until_workers_report(proc, timeout: float) -> list[int]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if line.startswith("WORKERS"):
-            return [int(p) for p in line.split()[1:]]
-        if not line and proc.poll() is not None:
-            break
+    line = _subprocess.line_starting(proc, "WORKERS", timeout)
+    if line is not None:
+        return [int(p) for p in line.split()[1:]]
     _subprocess.kill_session(proc)
     raise AssertionError(f"workers never reported:\n{proc.stderr.read()[-4000:]}")
 
