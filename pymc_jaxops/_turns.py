@@ -1,10 +1,14 @@
-"""One compiled function called from several threads at once: the calls take turns.
+"""Threads take turns where PyTensor is not thread-safe and our Ops make that matter.
 
-PyTensor documents its compiled functions as not thread-safe, and with the C backend a race
-is rare (the whole call holds the GIL). A function that launches one of our XLA programs
-releases the GIL in the middle of a call, which makes the race near-certain: four threads
-sharing one function got most answers wrong. Such functions serialise their calls; for
-parallel calls give each thread its own ``f.copy()``.
+* **Calls of one compiled function.** PyTensor documents its compiled functions as not
+  thread-safe, and with the C backend a race is rare (the whole call holds the GIL). A
+  function that launches one of our XLA programs releases the GIL in the middle of a call,
+  which makes the race near-certain: four threads sharing one function got most answers
+  wrong. Such functions serialise their calls; for parallel calls give each thread its own
+  ``f.copy()``.
+* **Compilation.** Compiling sets ``pytensor.config.mode`` for the whole process while it
+  runs; two threads compiling at once (two chain threads whose absorbed graphs fall back to
+  the C backend) could leave the process on the C backend for good.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from typing import Any
 
 from pytensor.graph.basic import Apply
 
-from pymc_jaxops._upstream.pytensor import serialise_calls
+from pymc_jaxops._upstream.pytensor import serialise_calls, serialise_compilation
 from pymc_jaxops.absorb import XlaGraphOp
 from pymc_jaxops.ops import JaxOp
 
@@ -35,3 +39,4 @@ def holds_our_op(fn: Any) -> bool:
 
 
 serialise_calls(holds_our_op)
+serialise_compilation()

@@ -120,6 +120,7 @@ from pymc_jaxops import _caches
 from pymc_jaxops._upstream.pytensor import (
     ADVANCED_INC_SUBTENSOR,
     ADVANCED_SUBTENSOR,
+    COMPILING,
     object_mode_launch,
     register_dispatch,
     register_rewrite,
@@ -210,7 +211,8 @@ class XlaGraphOp(Op):
         return _jitted(graph_fn, mode)
 
     def _fallback_fn(self) -> Callable:
-        with self._lock:
+        # PyTensor's compile lock first, then this Op's: the order every compile takes them.
+        with COMPILING, self._lock:
             if "_fallback" not in self.__dict__:
                 inputs = [i.type() for i in self.fallback_inputs]
                 outs = clone_replace(

@@ -1,6 +1,7 @@
 """One compiled function called from several threads at once gives the serial answers."""
 
 import pickle
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import jax.numpy as jnp
@@ -80,3 +81,23 @@ def test_an_op_inside_a_scan_counts():
     np.testing.assert_allclose(
         f(np.ones(2)), [2 * (np.sin(1.0) ** 2 + np.log(2)), 2 * (np.sin(2.0) ** 2 + np.log(5))]
     )
+
+
+def test_threads_compiling_at_once_leave_the_default_mode_alone():
+    # Each compile sets pytensor.config.mode while it runs and restores what it found; two at
+    # once used to leave one's temporary mode behind for the whole process (within ~10
+    # rounds of this loop, measured), and pm.sample() then stopped choosing nutpie.
+    x = pt.vector("x")
+    y = pt.exp(x) ** 2 + pt.log1p(x) * 3
+    before = pytensor.config.mode
+    modes = [get_mode("CVM"), get_mode("FAST_COMPILE")]
+    for _ in range(30):
+        threads = [
+            threading.Thread(target=pytensor.function, args=([x], y), kwargs={"mode": m})
+            for m in modes
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert pytensor.config.mode is before

@@ -39,6 +39,7 @@ __all__ = [
     "forget_ops_seen_by_rewriters",
     "register_vectorize",
     "serialise_calls",
+    "serialise_compilation",
     "wrapped_function",
 ]
 
@@ -298,3 +299,43 @@ def forget_ops_seen_by_rewriters() -> None:
             cached = getattr(obj, "get_trackers", None)
             if hasattr(cached, "cache_clear"):
                 cached.cache_clear()
+
+
+COMPILING = threading.RLock()
+"""Held while PyTensor compiles a function in this process (see ``serialise_compilation``)."""
+
+
+def serialise_compilation() -> Touch:
+    """Declare: PyTensor compiles one function at a time in this process.
+
+    Compiling sets ``pytensor.config.mode`` for its duration (``config.change_flags``, one
+    value for the whole process) and restores what it found. Two threads compiling at once
+    can each find the other's value, and the last to finish restores a temporary mode for
+    good: the process's default backend silently becomes the C backend (and
+    ``pm.sample()`` stops choosing nutpie). Chain threads compile when an absorbed graph
+    falls back to the C backend; compilation is Python-bound, so taking turns costs little.
+    """
+
+    def apply() -> Callable[[], None]:
+        from pytensor.compile import FunctionMaker
+
+        originals = {name: getattr(FunctionMaker, name) for name in ("__init__", "create")}
+
+        def in_turn(method: Callable[..., Any]) -> Callable[..., Any]:
+            @functools.wraps(method)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                with COMPILING:
+                    return method(*args, **kwargs)
+
+            return wrapper
+
+        for name, method in originals.items():
+            setattr(FunctionMaker, name, in_turn(method))
+
+        def undo() -> None:
+            for name, method in originals.items():
+                setattr(FunctionMaker, name, method)
+
+        return undo
+
+    return declare(Touch("pytensor compiles one function at a time", "pytensor", apply))
