@@ -125,7 +125,7 @@ from pymc_jaxops._upstream.pytensor import (
     register_dispatch,
     register_rewrite,
 )
-from pymc_jaxops.ops import JaxOp, _jitted
+from pymc_jaxops.ops import JaxOp, _forget_jitted, _jitted
 from pymc_jaxops.precision import needs_x64
 
 __all__ = ["TAG", "XlaGraphOp", "absorb_into_xla", "clear_cache"]
@@ -206,6 +206,7 @@ class XlaGraphOp(Op):
                     graph_fn = _packing(graph_fn)
                 graph_fn = _GRAPH_FNS.setdefault(self._key, graph_fn)
             self.__dict__["_run"] = (graph_fn, mode)
+            _hold(self, graph_fn, mode)
         # The executable lives in the bounded cache, not on this Op, which PyTensor's
         # rewriters keep for the life of the process.
         return _jitted(graph_fn, mode)
@@ -478,6 +479,29 @@ def _scalar_reason(op: Op, inputs: list, outputs: list) -> str | None:
 
 def _nonzero_constant(var: Variable) -> bool:
     return isinstance(var, Constant) and bool(np.all(np.asarray(var.data) != 0))
+
+
+# Live Ops (an original and its copies share one function) per graph function: the last
+# one to go takes the executable with it, instead of leaving it to the bounded cache's
+# eviction (each pm.sample compiles the model again, into a new Op).
+_HOLDERS: dict[int, int] = {}
+_HOLDERS_LOCK = threading.Lock()
+
+
+def _hold(op: XlaGraphOp, graph_fn: Callable, mode: bool) -> None:
+    with _HOLDERS_LOCK:
+        _HOLDERS[id(graph_fn)] = _HOLDERS.get(id(graph_fn), 0) + 1
+    weakref.finalize(op, _release, graph_fn, mode)
+
+
+def _release(graph_fn: Callable, mode: bool) -> None:
+    with _HOLDERS_LOCK:
+        left = _HOLDERS[id(graph_fn)] - 1
+        if left:
+            _HOLDERS[id(graph_fn)] = left
+            return
+        del _HOLDERS[id(graph_fn)]
+    _forget_jitted(graph_fn, mode)
 
 
 def clear_cache() -> None:

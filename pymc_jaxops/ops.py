@@ -65,6 +65,12 @@ def _jitted(fn: Callable, mode: bool) -> Callable:
     return jitted
 
 
+def _forget_jitted(fn: Callable, mode: bool) -> None:
+    """Drop the executable of ``fn`` now: no Op can call ``fn`` any more."""
+    with _JIT_CACHE_LOCK:
+        _JIT_CACHE.pop((fn, mode), None)
+
+
 def _owned(fn: Callable) -> Callable:
     """A fresh function calling ``fn``, to hand to ``jax.jit``.
 

@@ -28,7 +28,7 @@ from pytensor.tensor.type import TensorType
 from pytensor.tensor.variable import TensorVariable
 
 from pymc_jaxops import _caches
-from pymc_jaxops._upstream.pytensor import forget_ops_seen_by_rewriters
+from pymc_jaxops._upstream.pytensor import forget_ops_seen_by_rewriters, rewriters_keep_no
 from pymc_jaxops.ops import JaxOp
 from pymc_jaxops.precision import scoped, trace_mode
 from pymc_jaxops.shapes import explain_trace_error, infer_outputs, mentions_symbolic_dim
@@ -267,8 +267,18 @@ def _clear_op_caches() -> None:
 
 
 _caches.register("Ops per wrapped function", _clear_op_caches)
-# PyTensor's rewriters keep every Op they saw (an unbounded cache): a wrapped closure, and
-# the data it holds, lives as long as that cache does.
+
+
+def _our_op_types() -> tuple[type, ...]:
+    from pymc_jaxops.absorb import XlaGraphOp  # absorb imports this package's Ops
+
+    return (JaxOp, XlaGraphOp)
+
+
+# PyTensor's rewriters keep every Op they saw (an unbounded cache keyed by instance): a
+# wrapped closure, and the data it holds, would live as long as the process. Ours are kept
+# out of it; clear_caches() empties it for the others (a Scan holding our Op, say).
+rewriters_keep_no(_our_op_types)
 _caches.register("Ops kept by PyTensor's rewriters", forget_ops_seen_by_rewriters)
 
 

@@ -1,7 +1,9 @@
 """The rewrite that runs a whole JAX-capable graph as one XLA call on the C and Numba backends."""
 
+import gc
 import json
 import pickle
+import weakref
 
 import jax
 import jax.numpy as jnp
@@ -14,7 +16,7 @@ from pytensor.compile.mode import get_default_mode, get_mode
 from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.raise_op import Assert
 
-from pymc_jaxops import as_pytensor_op
+from pymc_jaxops import as_pytensor_op, ops
 from pymc_jaxops.absorb import TAG, XlaGraphOp
 from tests._subprocess import child_env, run_python
 from tests.test_residuals import PASSES, T, _data, _model, _reference_logp, trajectory
@@ -267,3 +269,23 @@ def test_a_second_process_loads_the_numba_graph_from_disk(tmp_path):
     assert first["compiled"] > 0  # a cold cache compiles
     assert second["compiled"] == 0
     assert second["value"] == first["value"]
+
+
+def test_an_absorbed_graphs_program_goes_with_the_last_function_that_runs_it(rng):
+    # Each pm.sample compiles the model again, into a new absorbed Op; its XLA program must
+    # not outlive the functions that hold it (memory grew with every call before), while a
+    # pickled copy of the function keeps it.
+    fn = _logp_dlogp(_model(_data(rng)))._pytensor_function
+    fn(X)
+    (node,) = fn.maker.fgraph.apply_nodes
+    graph_fn, mode = node.op.__dict__["_run"]
+    program = weakref.ref(graph_fn)
+    assert (graph_fn, mode) in ops._JIT_CACHE
+    copy = pickle.loads(pickle.dumps(fn))
+    copy(X)
+    del fn, node, graph_fn
+    gc.collect()
+    assert program() is not None  # the copy still runs it
+    del copy
+    gc.collect()
+    assert program() is None

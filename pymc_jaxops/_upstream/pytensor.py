@@ -37,6 +37,7 @@ __all__ = [
     "register_dispatch",
     "register_rewrite",
     "forget_ops_seen_by_rewriters",
+    "rewriters_keep_no",
     "register_vectorize",
     "serialise_calls",
     "serialise_compilation",
@@ -339,3 +340,45 @@ def serialise_compilation() -> Touch:
         return undo
 
     return declare(Touch("pytensor compiles one function at a time", "pytensor", apply))
+
+
+def rewriters_keep_no(op_types: Callable[[], tuple[type, ...]]) -> Touch:
+    """Declare: PyTensor's node rewriters look up the rewrites for Ops of ``op_types()``
+    without caching them by instance.
+
+    That cache (``OpToRewriterTracker.get_trackers``, per tracker, unbounded, keyed by Op
+    instance) would keep every such Op alive for the life of the process, with the wrapped
+    closure and data each one holds: memory grew with every ``pm.sample`` call. The
+    lookup it saves is a few dictionary reads.
+    """
+
+    def apply() -> Callable[[], None]:
+        from pytensor.graph.rewriting.basic import OpToRewriterTracker
+
+        if "get_trackers" in vars(OpToRewriterTracker):
+            raise AttributeError("OpToRewriterTracker.get_trackers is no longer per instance")
+
+        def get(self: Any) -> Callable[[Any], Any]:
+            cached = self.__dict__["get_trackers"]
+            ours = op_types()
+
+            def get_trackers(op: Any) -> Any:
+                return self._get_trackers(op) if isinstance(op, ours) else cached(op)
+
+            return get_trackers
+
+        def set_(self: Any, value: Any) -> None:
+            self.__dict__["get_trackers"] = value
+
+        # A data descriptor on the class wins over the instance attribute PyTensor sets
+        # in __init__, so trackers made before this touch are covered too.
+        OpToRewriterTracker.get_trackers = property(get, set_)
+
+        def undo() -> None:
+            del OpToRewriterTracker.get_trackers
+
+        return undo
+
+    return declare(
+        Touch("pytensor rewriters cache no wrapped Op", "pytensor", apply, private=True)
+    )
