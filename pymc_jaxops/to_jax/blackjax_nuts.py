@@ -4,19 +4,28 @@ Built on :func:`pymc_jaxops.model_to_jax`: window adaptation and NUTS run on ``l
 from PyMC's jittered initial points, and draws are mapped back with ``constrain``. This is
 the path ``pm.sample(nuts_sampler="blackjax")`` takes, which fails with pymc 5.28.5 and
 blackjax 1.7.1.
+
+The warm-up is BlackJAX's own Stan window adaptation (``build_schedule`` and the
+init/update/final steps from :mod:`pymc_jaxops._upstream.blackjax`), run one step at a time
+inside our chunk program so that it shares the draws' host loop (:mod:`._chunks`: Ctrl-C,
+chunk sizing) and progress bar (:mod:`._progress`).
 """
 
+from __future__ import annotations
+
+import functools
 import logging
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from types import ModuleType
+from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeAlias
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pymc as pm
+from jax.typing import ArrayLike
 from pymc.backends.arviz import (
     coords_and_dims_for_inferencedata,
     find_constants,
@@ -25,7 +34,10 @@ from pymc.backends.arviz import (
 from pymc.model import modelcontext
 
 from pymc_jaxops._upstream.arviz import from_groups
+from pymc_jaxops._upstream.blackjax import WindowAdaptation, window_adaptation
 from pymc_jaxops.to_jax._chains import CHAIN_METHODS, ChainLayout, ChainMethod
+from pymc_jaxops.to_jax._chunks import in_chunks
+from pymc_jaxops.to_jax._progress import Progress
 from pymc_jaxops.to_jax.model import JaxModel, model_to_jax
 
 __all__ = ["sample_blackjax_nuts"]
@@ -34,10 +46,8 @@ _log = logging.getLogger(__name__)
 
 _RandomSeed: TypeAlias = int | Sequence[int] | np.ndarray | np.random.Generator | None
 
-# Draws per compiled chunk call are chosen so one call takes about this long: an interrupt
-# (Ctrl-C) is honoured between calls, and the progress bar moves.
-_CHUNK_SECONDS = 0.5
-# Most draws one chunk call keeps (the size of its output buffer).
+# Most steps one chunk call takes (the size of its output buffers); read at each call, so
+# a test can shrink it to check that the draws do not depend on the chunking.
 _CHUNK_MAX = 256
 
 
@@ -151,13 +161,13 @@ def sample_blackjax_nuts(
         draws,
     )
     began = time.perf_counter()
-    runner = _Runner(blackjax, jax_model, layout, tune, target_accept, max_tree_depth)
+    nuts = _Nuts.build(jax_model, target_accept, max_tree_depth, _CHUNK_MAX)
+    runner = _Runner(nuts, layout, tune)
     init_key, chains_key = jax.random.split(jax.random.key(seed))
-    state, logps = runner.start(init_key, chains_key)
-    _check_finite_start(logps)
-    with _Progress(progressbar, chains, tune + draws) as progress:
-        adapted = runner.tune(state, tune, progress)
-        posterior, stats, interrupted = runner.draw(adapted, tune, draws, progress)
+    _check_finite_start(runner.start(init_key, chains_key))
+    with Progress(progressbar, chains, tune + draws) as progress:
+        runner.tune(progress)
+        posterior, stats, interrupted = runner.draw(draws, progress)
     sampling_time = time.perf_counter() - began
     kept = next(iter(stats.values())).shape[1]
     if interrupted:
@@ -190,173 +200,8 @@ def sample_blackjax_nuts(
     )
 
 
-class _Tuning(NamedTuple):
-    """One chain's warm-up carry: NUTS state and the step size / mass matrix adaptation."""
-
-    state: Any
-    dual_averaging: Any
-    mass_matrix: Any
-    step_size: jax.Array
-    inverse_mass_matrix: jax.Array
-
-
-class _Runner:
-    """Two compiled programs laid out over the chains: start, and a chunk of NUTS steps.
-
-    The chunk program takes a dynamic number of steps, so it compiles once and the host loop
-    picks how many steps to run per call. Warm-up step ``i`` uses ``fold_in(tune_key, i)``
-    and draw ``d`` uses ``fold_in(draw_key, d)``: the draws do not depend on the chunking.
-    """
-
-    def __init__(
-        self,
-        blackjax: ModuleType,
-        jax_model: JaxModel,
-        layout: ChainLayout,
-        tune: int,
-        target_accept: float,
-        max_tree_depth: int,
-    ):
-        from blackjax.adaptation.mass_matrix import mass_matrix_adaptation
-        from blackjax.adaptation.step_size import dual_averaging_adaptation
-        from blackjax.adaptation.window_adaptation import build_schedule
-        from blackjax.mcmc.hmc import init as hmc_init
-        from blackjax.mcmc.nuts import build_kernel
-
-        self.layout = layout
-        self.schedule = jnp.asarray(build_schedule(tune))
-        logdensity, constrain = jax_model.logdensity, jax_model.constrain
-        kernel = build_kernel()
-        da_init, da_update, da_final = dual_averaging_adaptation(target_accept)
-        mm_init, mm_update, mm_final = mass_matrix_adaptation(True)
-        chains = layout.chains
-
-        def nuts_step(key, state, step_size, inverse_mass_matrix):
-            return kernel(key, state, logdensity, step_size, inverse_mass_matrix, max_tree_depth)
-
-        def start(keys: tuple[jax.Array, jax.Array]) -> tuple[Any, jax.Array]:
-            init_key, chains_key = keys
-            positions = jax.vmap(jax_model.initial_params)(jax.random.split(init_key, chains))
-            per_chain = layout.pad((positions, jax.random.split(chains_key, chains)))
-            positions, chain_keys = per_chain
-            split = jax.vmap(jax.random.split)(chain_keys)
-            tune_keys, draw_keys = split[:, 0], split[:, 1]
-            dim = sum(int(np.prod(s.shape)) for s in jax_model.param_spec.values())
-
-            def init_one(position):
-                mm = mm_init(dim)
-                return _Tuning(
-                    hmc_init(position, logdensity),
-                    da_init(1.0),
-                    mm,
-                    jnp.ones((), jnp.float64),
-                    mm.inverse_mass_matrix,
-                )
-
-            carry = (jax.vmap(init_one)(positions), tune_keys, draw_keys)
-            return carry, jax.vmap(logdensity)(positions)
-
-        def chunk(chain, shared):
-            """Steps ``first .. first + n - 1`` of one chain: warm-up steps, then draws.
-
-            One program for both phases (NUTS compiles once); the host never lets a chunk
-            cross from warm-up to draws, so buffer slot ``i`` holds step ``first + i``.
-            """
-            tuning, tune_key, draw_key = chain
-            first, n, schedule, tune = shared
-            values = jax.eval_shape(constrain, tuning.state.position)
-            buffers = (
-                jax.tree.map(lambda v: jnp.zeros((_CHUNK_MAX, *v.shape), v.dtype), values),
-                {k: jnp.zeros(_CHUNK_MAX, dtype) for k, dtype in _STATS.items()},
-            )
-
-            def adapt(step: jax.Array, t: _Tuning, info: Any) -> _Tuning:
-                stage, window_end = schedule[step, 0], schedule[step, 1]
-                da = da_update(t.dual_averaging, info.acceptance_rate)
-                mm = jax.lax.cond(
-                    stage == 1,
-                    lambda m: mm_update(m, t.state.position),
-                    lambda m: m,
-                    t.mass_matrix,
-                )
-                t = _Tuning(t.state, da, mm, jnp.exp(da.log_step_size), t.inverse_mass_matrix)
-
-                def end_window(t: _Tuning) -> _Tuning:
-                    mm = mm_final(t.mass_matrix)
-                    da = da_init(da_final(t.dual_averaging))
-                    return _Tuning(
-                        t.state, da, mm, jnp.exp(da.log_step_size), mm.inverse_mass_matrix
-                    )
-
-                t = jax.lax.cond(window_end == 1, end_window, lambda t: t, t)
-                # After the last warm-up step, draws use the averaged step size.
-                final = t._replace(step_size=da_final(t.dual_averaging))
-                return jax.tree.map(lambda a, b: jnp.where(step == tune - 1, a, b), final, t)
-
-            def one(i, carry):
-                t, (kept, stats) = carry
-                step = first + i
-                tunes = step < tune
-                key = jax.lax.cond(
-                    tunes,
-                    lambda: jax.random.fold_in(tune_key, step),
-                    lambda: jax.random.fold_in(draw_key, step - tune),
-                )
-                state, info = nuts_step(key, t.state, t.step_size, t.inverse_mass_matrix)
-                t = t._replace(state=state)
-                t = jax.lax.cond(tunes, lambda t: adapt(step, t, info), lambda t: t, t)
-                new = {
-                    "diverging": info.is_divergent,
-                    "acceptance_rate": info.acceptance_rate,
-                    "tree_depth": info.num_trajectory_expansions,
-                    "n_steps": info.num_integration_steps,
-                    "energy": info.energy,
-                    "lp": state.logdensity,
-                }
-                kept = jax.tree.map(lambda b, v: b.at[i].set(v), kept, constrain(state.position))
-                stats = {k: stats[k].at[i].set(new[k].astype(stats[k].dtype)) for k in stats}
-                return t, (kept, stats)
-
-            tuning, buffers = jax.lax.fori_loop(0, n, one, (tuning, buffers))
-            return (tuning, tune_key, draw_key), buffers
-
-        sharding = layout.sharding
-        self._start = jax.jit(start, out_shardings=sharding)
-        self._chunk = layout.over_chains(chunk)
-
-    def start(self, init_key: jax.Array, chains_key: jax.Array) -> tuple[Any, np.ndarray]:
-        carry, logps = self._start((init_key, chains_key))
-        return carry, self.layout.to_host(logps)
-
-    def tune(self, carry: Any, tune: int, progress: "_Progress") -> Any:
-        def run(first: int, n: int) -> None:
-            nonlocal carry
-            carry, _ = self._chunk(carry, (first, n, self.schedule, tune))
-            jax.block_until_ready(carry)
-
-        _in_chunks(tune, run, progress, tuning=True)
-        return carry
-
-    def draw(
-        self, carry: Any, tune: int, draws: int, progress: "_Progress"
-    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], bool]:
-        step_size = self.layout.to_host(carry[0].step_size)
-        parts: list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = []
-
-        def run(first: int, n: int) -> None:
-            nonlocal carry
-            carry, buffers = self._chunk(carry, (tune + first, n, self.schedule, tune))
-            kept, stats = jax.tree.map(lambda x: x[:, :n], self.layout.to_host(buffers))
-            parts.append((kept, stats))
-            progress.update(n, stats["diverging"].sum(axis=1), step_size)
-
-        interrupted = _in_chunks(draws, run, progress, tuning=False, may_stop=True)
-        posterior = {k: np.concatenate([p[0][k] for p in parts], axis=1) for k in parts[0][0]}
-        stats = {k: np.concatenate([p[1][k] for p in parts], axis=1) for k in parts[0][1]}
-        kept = stats["lp"].shape[1]
-        stats["step_size"] = np.repeat(step_size[:, None], kept, axis=1)
-        return posterior, stats, interrupted
-
+# One chunk's output: constrained values and sample stats, one slot per step.
+_Buffers: TypeAlias = tuple[dict[str, Any], dict[str, Any]]
 
 _STATS = {
     "diverging": jnp.bool_,
@@ -368,97 +213,226 @@ _STATS = {
 }
 
 
-def _in_chunks(
-    total: int,
-    run: Callable[[int, int], Any],
-    progress: "_Progress",
-    *,
-    tuning: bool,
-    may_stop: bool = False,
-) -> bool:
-    """Run ``total`` steps as ``run(first, n)`` calls sized to last ``_CHUNK_SECONDS``.
+class _Chain(NamedTuple):
+    """One chain's carry from one chunk call to the next."""
 
-    Returns whether a KeyboardInterrupt stopped the loop after at least one call (only when
-    ``may_stop``); otherwise the interrupt propagates.
+    state: Any  # BlackJAX's HMCState: position, log density and its gradient
+    warmup: Any  # BlackJAX's window-adaptation state (frozen once the warm-up ends)
+    # What the next NUTS step uses: the adaptation's current values during the warm-up,
+    # then its final ones (averaged step size, last window's mass matrix).
+    step_size: jax.Array
+    inverse_mass_matrix: jax.Array
+    tune_key: jax.Array
+    draw_key: jax.Array
+
+
+class _Call(NamedTuple):
+    """A chunk call's arguments, the same for every chain."""
+
+    first: ArrayLike  # the call's first step, counting warm-up steps
+    n: ArrayLike  # steps in this call, at most the buffer size
+    tune: ArrayLike  # warm-up steps in all
+    schedule: jax.Array  # BlackJAX's build_schedule(tune): (stage, window end) per step
+
+
+@dataclass(frozen=True, eq=False)
+class _Nuts:
+    """One chain's programs: start, NUTS steps, and BlackJAX's window adaptation.
+
+    Pure functions of one chain's arrays; :class:`ChainLayout` lays them out over the
+    chains. Warm-up step ``i`` uses ``fold_in(tune_key, i)`` and draw ``d`` uses
+    ``fold_in(draw_key, d)``, so the draws do not depend on how the steps are chunked.
     """
-    # Every process of a jax.distributed run must make the same calls, so chunk sizes
-    # cannot follow each process's own clock there.
-    adaptive = jax.process_count() == 1
-    # Adaptive: start with one step (the first call also compiles), then aim for the target,
-    # growing at most 4x per call so a cheap chunk cannot be followed by a very long one.
-    done, n = 0, 1 if adaptive else min(total, _CHUNK_MAX)
-    try:
-        while done < total:
-            n = min(n, total - done)
-            t0 = time.perf_counter()
-            run(done, n)
-            elapsed = time.perf_counter() - t0
-            done += n
-            if tuning:
-                progress.update(n, None, None)
-            _log.debug("sample_blackjax_nuts: %s %d/%d", "tune" if tuning else "draw", done, total)
-            if adaptive:
-                target = n * _CHUNK_SECONDS / max(elapsed, 1e-6)
-                n = int(np.clip(target, 1, min(4 * n, _CHUNK_MAX)))
-    except KeyboardInterrupt:
-        if may_stop and done > 0:
-            return True
-        raise
-    return False
+
+    jax_model: JaxModel
+    kernel: Callable[..., tuple[Any, Any]]
+    warmup: WindowAdaptation
+    max_tree_depth: int
+    buffer_size: int
+
+    @classmethod
+    def build(
+        cls, jax_model: JaxModel, target_accept: float, max_tree_depth: int, buffer_size: int
+    ) -> _Nuts:
+        from blackjax.mcmc.nuts import build_kernel
+
+        return cls(
+            jax_model,
+            build_kernel(),
+            window_adaptation(target_accept),
+            max_tree_depth,
+            buffer_size,
+        )
+
+    def init_chain(self, position: Any, chain_key: jax.Array) -> _Chain:
+        from blackjax.mcmc.hmc import init as hmc_init
+
+        tune_key, draw_key = jax.random.split(chain_key)
+        # float64, not a Python float, so the loop carry keeps one dtype from the start.
+        warmup = self.warmup.init(position, jnp.ones((), jnp.float64))
+        return _Chain(
+            hmc_init(position, self.jax_model.logdensity),
+            warmup,
+            warmup.step_size,
+            warmup.inverse_mass_matrix,
+            tune_key,
+            draw_key,
+        )
+
+    def adapt(self, chain: _Chain, step: jax.Array, call: _Call, acceptance: jax.Array) -> _Chain:
+        """Chain after warm-up step ``step`` has moved it, with ``acceptance`` its rate."""
+        state = chain.state
+        warmup = self.warmup.update(
+            chain.warmup, call.schedule[step], state.position, state.logdensity_grad, acceptance
+        )
+        # After the last warm-up step, the draws use the adaptation's final values.
+        last = step == call.tune - 1
+        final_step_size, final_inverse_mass_matrix = self.warmup.final(warmup)
+        return chain._replace(
+            warmup=warmup,
+            step_size=jnp.where(last, final_step_size, warmup.step_size),
+            inverse_mass_matrix=jnp.where(
+                last, final_inverse_mass_matrix, warmup.inverse_mass_matrix
+            ),
+        )
+
+    def chunk(self, chain: _Chain, call: _Call) -> tuple[_Chain, _Buffers]:
+        """Steps ``call.first .. call.first + call.n - 1`` of one chain, and what they drew.
+
+        One program for both phases (NUTS compiles once); the host never lets a chunk cross
+        from warm-up to draws, so buffer slot ``i`` holds step ``call.first + i``.
+        """
+        values = jax.eval_shape(self.jax_model.constrain, chain.state.position)
+        buffers = (
+            jax.tree.map(lambda v: jnp.zeros((self.buffer_size, *v.shape), v.dtype), values),
+            {k: jnp.zeros(self.buffer_size, dtype) for k, dtype in _STATS.items()},
+        )
+        body = functools.partial(self._step, call)
+        chain, buffers = jax.lax.fori_loop(0, call.n, body, (chain, buffers))
+        return chain, buffers
+
+    def _step(
+        self, call: _Call, i: jax.Array, carry: tuple[_Chain, _Buffers]
+    ) -> tuple[_Chain, _Buffers]:
+        """Step ``call.first + i`` (warm-up or draw), recorded in buffer slot ``i``."""
+        chain, (kept, stats) = carry
+        step = call.first + i
+        tunes = step < call.tune
+        key = jax.lax.cond(
+            tunes,
+            lambda: jax.random.fold_in(chain.tune_key, step),
+            lambda: jax.random.fold_in(chain.draw_key, step - call.tune),
+        )
+        state, info = self.kernel(
+            key,
+            chain.state,
+            self.jax_model.logdensity,
+            chain.step_size,
+            chain.inverse_mass_matrix,
+            self.max_tree_depth,
+        )
+        chain = chain._replace(state=state)
+        chain = jax.lax.cond(
+            tunes, self.adapt, _unchanged, chain, step, call, info.acceptance_rate
+        )
+        new = {
+            "diverging": info.is_divergent,
+            "acceptance_rate": info.acceptance_rate,
+            "tree_depth": info.num_trajectory_expansions,
+            "n_steps": info.num_integration_steps,
+            "energy": info.energy,
+            "lp": state.logdensity,
+        }
+        drawn = self.jax_model.constrain(state.position)
+        kept = jax.tree.map(lambda b, v: b.at[i].set(v), kept, drawn)
+        stats = {k: stats[k].at[i].set(new[k].astype(stats[k].dtype)) for k in stats}
+        return chain, (kept, stats)
 
 
-class _Progress:
-    """One rich progress bar per chain, as pm.sample shows; a no-op when disabled."""
+def _unchanged(chain: _Chain, *_: Any) -> _Chain:
+    return chain
 
-    def __init__(self, enabled: bool, chains: int, total: int):
-        self.enabled = enabled and jax.process_index() == 0
-        self.chains, self.total = chains, total
-        self.divergences = np.zeros(chains, dtype=int)
 
-    def __enter__(self) -> "_Progress":
-        if self.enabled:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
+def _start_chains(
+    nuts: _Nuts, layout: ChainLayout, init_key: jax.Array, chains_key: jax.Array
+) -> tuple[_Chain, jax.Array]:
+    """Every chain's first carry, from PyMC's jittered initial points, and their logps."""
+    chains = layout.chains
+    positions = jax.vmap(nuts.jax_model.initial_params)(jax.random.split(init_key, chains))
+    positions, chain_keys = layout.pad((positions, jax.random.split(chains_key, chains)))
+    carry = jax.vmap(nuts.init_chain)(positions, chain_keys)
+    return carry, jax.vmap(nuts.jax_model.logdensity)(positions)
 
-            self.bar = Progress(
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("divergences {task.fields[divergences]}"),
-                TextColumn("step size {task.fields[step_size]}"),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-            )
-            self.bar.__enter__()
-            self.tasks = [
-                self.bar.add_task(
-                    f"chain {c} (tune)", total=self.total, divergences=0, step_size="-"
-                )
-                for c in range(self.chains)
-            ]
-        return self
 
-    def update(self, n: int, divergences: np.ndarray | None, step_size: Any) -> None:
-        if not self.enabled:
-            return
-        if divergences is not None:
-            self.divergences += divergences
-        for c, task in enumerate(self.tasks):
-            fields: dict[str, Any] = {"divergences": int(self.divergences[c])}
-            if step_size is not None:
-                fields["step_size"] = f"{float(step_size[c]):.3g}"
-                fields["description"] = f"chain {c} (draw)"
-            self.bar.update(task, advance=n, **fields)
+class _Runner:
+    """The chains' compiled programs, and the host loops that call them chunk by chunk.
 
-    def __exit__(self, *exc: Any) -> None:
-        if self.enabled:
-            self.bar.__exit__(*exc)
+    The chunk program takes a dynamic number of steps, so it compiles once and
+    :func:`in_chunks` picks how many steps to run per call.
+    """
+
+    def __init__(self, nuts: _Nuts, layout: ChainLayout, tune: int):
+        from blackjax.adaptation.window_adaptation import build_schedule
+
+        self.layout, self.buffer_size, self.tune_steps = layout, nuts.buffer_size, tune
+        self.schedule = jnp.asarray(build_schedule(tune))
+        self._start = jax.jit(
+            functools.partial(_start_chains, nuts, layout), out_shardings=layout.sharding
+        )
+        self._chunk = layout.over_chains(nuts.chunk)
+        self.carry: _Chain | None = None
+
+    def start(self, init_key: jax.Array, chains_key: jax.Array) -> np.ndarray:
+        """Start every chain; returns each chain's log density at its initial point."""
+        self.carry, logps = self._start(init_key, chains_key)
+        return self.layout.to_host(logps)
+
+    def tune(self, progress: Progress) -> None:
+        """Run the warm-up; KeyboardInterrupt propagates."""
+        in_chunks(
+            self.tune_steps,
+            functools.partial(self._tune_chunk, progress),
+            most=self.buffer_size,
+            log=_log,
+            label="sample_blackjax_nuts: tune",
+        )
+
+    def draw(
+        self, draws: int, progress: Progress
+    ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], bool]:
+        """Posterior and sample stats, ``(chains, draws)`` first, and whether interrupted."""
+        assert self.carry is not None
+        step_size = self.layout.to_host(self.carry.step_size)
+        parts: list[_Buffers] = []
+        interrupted = in_chunks(
+            draws,
+            functools.partial(self._draw_chunk, progress, step_size, parts),
+            most=self.buffer_size,
+            log=_log,
+            label="sample_blackjax_nuts: draw",
+            may_stop=True,
+        )
+        posterior = {k: np.concatenate([p[0][k] for p in parts], axis=1) for k in parts[0][0]}
+        stats = {k: np.concatenate([p[1][k] for p in parts], axis=1) for k in parts[0][1]}
+        kept = stats["lp"].shape[1]
+        stats["step_size"] = np.repeat(step_size[:, None], kept, axis=1)
+        return posterior, stats, interrupted
+
+    def _call(self, first: int, n: int) -> _Call:
+        return _Call(first, n, self.tune_steps, self.schedule)
+
+    def _tune_chunk(self, progress: Progress, first: int, n: int) -> None:
+        self.carry, _ = self._chunk(self.carry, self._call(first, n))
+        jax.block_until_ready(self.carry)
+        progress.update(n, None, None)
+
+    def _draw_chunk(
+        self, progress: Progress, step_size: np.ndarray, parts: list[_Buffers], first: int, n: int
+    ) -> None:
+        self.carry, buffers = self._chunk(self.carry, self._call(self.tune_steps + first, n))
+        kept, stats = jax.tree.map(lambda x: x[:, :n], self.layout.to_host(buffers))
+        parts.append((kept, stats))
+        progress.update(n, stats["diverging"].sum(axis=1), step_size)
 
 
 def _hint_devices(layout: ChainLayout) -> None:
