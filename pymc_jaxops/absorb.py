@@ -265,7 +265,7 @@ class XlaGraphOp(Op):
             key = self.__dict__.get("_launch_key")
             if key is None:
                 # The graph as printed, less variable names (some are numbered per process).
-                text = debugprint(self.inner_outputs, file="str", print_type=True)
+                text = str(debugprint(self.inner_outputs, file="str", print_type=True))
                 text = _NAME.sub("", text)
                 fingerprint = hashlib.sha256(text.encode()).hexdigest()[:32]
                 number = _FINGERPRINTS_SEEN.get(fingerprint, 0)

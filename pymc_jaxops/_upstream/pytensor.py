@@ -273,10 +273,10 @@ def serialise_calls(needs_turns: Callable[[Any], bool]) -> Touch:
             with turns:
                 return call(self, *args, **kwargs)
 
-        Function.__call__ = __call__
+        setattr(Function, "__call__", __call__)  # noqa: B010  (mypy: no method assignment)
 
         def undo() -> None:
-            Function.__call__ = call
+            setattr(Function, "__call__", call)  # noqa: B010
 
         return undo
 
@@ -297,8 +297,10 @@ def forget_ops_seen_by_rewriters() -> None:
 
     for obj in gc.get_objects():
         if issubclass(type(obj), OpToRewriterTracker):  # type(): safe on dead weak proxies
-            cached = getattr(obj, "get_trackers", None)
-            if hasattr(cached, "cache_clear"):
+            # The instance's own cache, not what the class property of
+            # ``rewriters_keep_no`` hands out in front of it.
+            cached = vars(obj).get("get_trackers")
+            if cached is not None and hasattr(cached, "cache_clear"):
                 cached.cache_clear()
 
 
@@ -372,10 +374,10 @@ def rewriters_keep_no(op_types: Callable[[], tuple[type, ...]]) -> Touch:
 
         # A data descriptor on the class wins over the instance attribute PyTensor sets
         # in __init__, so trackers made before this touch are covered too.
-        OpToRewriterTracker.get_trackers = property(get, set_)
+        setattr(OpToRewriterTracker, "get_trackers", property(get, set_))  # noqa: B010
 
         def undo() -> None:
-            del OpToRewriterTracker.get_trackers
+            delattr(OpToRewriterTracker, "get_trackers")
 
         return undo
 
