@@ -2,7 +2,7 @@
 
 - ``pymc_jaxops``: ``model.logp_dlogp_function()`` (PyMC's default backend) with the HMM
   likelihood wrapped by ``@as_pytensor_op``: the whole graph as one XLA call
-  (``pymc_jaxops.absorb``, on by default).
+  (``pymc_jaxops._absorb``, on by default).
 - ``pymc_jaxops``, absorption off: the same with the rewrite tag ``"pymc_jaxops_absorb"``
   excluded: one JAX call among PyMC's C thunks.
 - ``pytensor.wrap_jax``: the same model with PyTensor's own wrapper (forward and VJP are two

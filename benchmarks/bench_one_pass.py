@@ -4,7 +4,7 @@ Four models, each six ways, side by side in one process:
 
 - ``pymc_jaxops``: ``model.logp_dlogp_function()`` on PyMC's default backend (C VM) with
   the JAX function wrapped by ``@as_pytensor_op``: the whole graph runs as one XLA call
-  (``pymc_jaxops.absorb``, on by default);
+  (``pymc_jaxops._absorb``, on by default);
 - ``pymc_jaxops, absorption off``: the same with the rewrite tag ``"pymc_jaxops_absorb"``
   excluded: our Ops in the C VM among PyMC's C thunks;
 - ``pytensor.wrap_jax``: the same model with PyTensor's own wrapper (a forward call and a
@@ -48,7 +48,7 @@ from pytensor.compile.mode import get_default_mode
 from benchmarks._common import banner, per_call_us, pure_jax_value_and_grad, pymc_logp_dlogp
 from examples.marginal_hmm import build_model, hmm_logp, simulate
 from pymc_jaxops import as_pytensor_op, clear_caches
-from pymc_jaxops.absorb import TAG
+from pymc_jaxops._absorb import TAG
 
 SEED = 20261125
 ABSORPTION_OFF = get_default_mode().excluding(TAG)

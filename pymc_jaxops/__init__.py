@@ -18,12 +18,12 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
 from pymc_jaxops import (
+    _absorb,  # noqa: F401  (whole-graph XLA rewrite)
     _lazy,
     _nutpie_backend,  # noqa: F401  (pm.sample() on pymc 6)
     _turns,  # noqa: F401  (a compiled function's calls take turns)
     _upstream,
 )
-from pymc_jaxops import absorb as _absorb  # noqa: F401  (whole-graph XLA rewrite)
 from pymc_jaxops import dispatch as _dispatch  # noqa: F401  (registers jax_funcify)
 from pymc_jaxops import multiprocess as _multiprocess  # noqa: F401  (no fork of live JAX)
 from pymc_jaxops import rewrites as _rewrites  # noqa: F401  (registers graph rewrites)

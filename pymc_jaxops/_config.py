@@ -37,6 +37,7 @@ SAFE_PROCESSES = "PYMC_JAXOPS_SAFE_PROCESSES"
 CHAIN_THREADS = "PYMC_JAXOPS_CHAIN_THREADS"
 UNVERIFIED = "PYMC_JAXOPS_UNVERIFIED"
 NUTPIE_BACKEND = "PYMC_JAXOPS_NUTPIE_BACKEND"
+TIME_PLANS = "PYMC_JAXOPS_TIME_PLANS"
 
 _ON = ("1", "on", "true", "yes")
 _OFF = ("0", "off", "false", "no")
@@ -111,3 +112,10 @@ def nutpie_backend() -> str:
     if value in ("auto", "pymc"):
         return value
     raise _bad(NUTPIE_BACKEND, "'auto' or 'pymc'")
+
+
+def time_plans() -> bool:
+    """``PYMC_JAXOPS_TIME_PLANS``: whether a wrapped function taking 100 µs or more has its
+    equivalent plans (fused, split, forward + gradient-only) timed once on its first call
+    (``on``), or runs the default plan untimed (``off``: no extra compilation)."""
+    return _switch(TIME_PLANS, "on")

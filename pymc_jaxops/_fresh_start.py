@@ -28,9 +28,9 @@ from typing import Any, ClassVar
 import cloudpickle
 from rich.progress import Progress  # PyMC's progress bars
 
+from pymc_jaxops._ops import for_this_machine
 from pymc_jaxops._upstream import multiprocessing as _mp
 from pymc_jaxops.errors import WorkerProcessError
-from pymc_jaxops.ops import for_this_machine
 
 
 class _Pickler(cloudpickle.Pickler):

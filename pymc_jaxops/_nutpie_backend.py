@@ -3,7 +3,7 @@
 With nutpie installed, pymc 6's ``pm.sample()`` samples NUTS-only models with nutpie, and
 nutpie compiles the model with the backend of the default linker: Numba. A model that holds
 one of our Ops then runs its logp+dlogp as one XLA call launched from Numba's object mode
-(``pymc_jaxops.absorb``), and Numba compiles everything else around it. nutpie's JAX
+(``pymc_jaxops._absorb``), and Numba compiles everything else around it. nutpie's JAX
 backend compiles the whole model as one JAX program instead; on the seed HMM it started
 sampling 2.4x sooner and took 14% less time per gradient (``benchmarks/bench_pymc6.py``).
 So when *all* of these hold, ``pm.sample()`` runs nutpie with ``backend="jax"``, and says
@@ -47,7 +47,7 @@ def _holds_our_op_and_compiles_to_jax(model: Any) -> bool:
     from pytensor.graph.traversal import ancestors
     from pytensor.link.jax.dispatch import jax_funcify
 
-    from pymc_jaxops.ops import JaxOp
+    from pymc_jaxops._ops import JaxOp
 
     logp = model.logp()
     variables = list(ancestors([logp]))

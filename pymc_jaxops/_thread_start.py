@@ -5,7 +5,7 @@ chain process pays for what the parent already has: a fresh interpreter imports 
 JAX (2 to 5 s on two cores), re-links the step's PyTensor functions and compiles the JAX
 programs again, while the sampling itself mostly waits on XLA, which releases the GIL. So
 :func:`pays` looks at the step's compiled logp+gradient in the parent: when it is one XLA
-call (``pymc_jaxops.absorb``) that takes long enough, or when the chains are too short for
+call (``pymc_jaxops._absorb``) that takes long enough, or when the chains are too short for
 a process to pay for its start, :class:`Popen` runs PyMC's own worker function in a thread
 of this process: no import, no compilation, one XLA runtime shared by the chains. PyMC's
 messages still travel over its pipe and its draws through its shared memory, unchanged.
@@ -32,9 +32,9 @@ import cloudpickle
 import numpy as np
 
 from pymc_jaxops import _caches
+from pymc_jaxops._ops import for_this_machine
 from pymc_jaxops._upstream import multiprocessing as _mp
 from pymc_jaxops._upstream import pymc as _pymc
-from pymc_jaxops.ops import for_this_machine
 
 __all__ = ["PROCESS_START_S", "THREADS_ABOVE_S", "Popen", "pays", "usable"]
 
@@ -60,7 +60,7 @@ _STEPS_PER_DRAW, _PYTHON_PER_STEP_S = 10, 50e-6
 
 def _runs_in_xla(compiled: Any) -> bool:
     # Only then is a call's time spent where the GIL is released: PyTensor's C VM holds it.
-    from pymc_jaxops.absorb import XlaGraphOp
+    from pymc_jaxops._absorb import XlaGraphOp
 
     nodes = compiled.maker.fgraph.apply_nodes
     return len(nodes) == 1 and isinstance(next(iter(nodes)).op, XlaGraphOp)
@@ -108,7 +108,7 @@ def pays(process_obj: Any) -> bool:
     """Whether ``process_obj`` (a ``pm.sample`` chain process) should run as a thread.
 
     True for gradient-based steps whose compiled logp+gradient is one XLA call
-    (``pymc_jaxops.absorb``) taking at least :data:`THREADS_ABOVE_S` here (the chains then
+    (``pymc_jaxops._absorb``) taking at least :data:`THREADS_ABOVE_S` here (the chains then
     run side by side, the GIL released), or whose chains, even taking turns on the GIL, end
     sooner than processes could start (:data:`PROCESS_START_S`); False for everything else,
     or if it cannot be measured.

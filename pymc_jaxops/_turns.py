@@ -17,9 +17,9 @@ from typing import Any
 
 from pytensor.graph.basic import Apply
 
+from pymc_jaxops._absorb import XlaGraphOp
+from pymc_jaxops._ops import JaxOp
 from pymc_jaxops._upstream.pytensor import serialise_calls, serialise_compilation
-from pymc_jaxops.absorb import XlaGraphOp
-from pymc_jaxops.ops import JaxOp
 
 
 def _launches_xla(nodes: list[Apply]) -> bool:

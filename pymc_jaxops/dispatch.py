@@ -5,10 +5,10 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
+from pymc_jaxops._ops import JaxOp
+from pymc_jaxops._residuals import JaxForwardOp
 from pymc_jaxops._upstream.pytensor import object_mode_impl, register_dispatch
-from pymc_jaxops.ops import JaxOp
 from pymc_jaxops.precision import require_x64
-from pymc_jaxops.residuals import JaxForwardOp
 
 
 def _jax_funcify_jax_op(op: JaxOp, **kwargs):

@@ -9,7 +9,7 @@ default C/VM mode, NUMBA and JAX). It
    inputs, so the function runs once; or, when the cotangents are computed from the
    forward outputs (``pm.Normal(mu=f(x), observed=y)``), replaces the pair by a forward
    pass that keeps JAX's VJP residuals and a backward pass that consumes them
-   (``residuals.py``): one forward and one backward pass either way.
+   (``_residuals.py``): one forward and one backward pass either way.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from typing import cast
 from pytensor.graph.rewriting.basic import GraphRewriter
 from pytensor.graph.traversal import ancestors
 
+from pymc_jaxops._ops import JaxOp, JaxValueAndGradOp
+from pymc_jaxops._residuals import split_value_and_grad
 from pymc_jaxops._upstream.pytensor import register_rewrite
-from pymc_jaxops.ops import JaxOp, JaxValueAndGradOp
-from pymc_jaxops.residuals import split_value_and_grad
 
 __all__ = ["fuse_value_and_grad"]
 

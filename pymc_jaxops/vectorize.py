@@ -28,9 +28,9 @@ from pytensor.graph.basic import Apply, Variable
 from pytensor.tensor.extra_ops import broadcast_shape
 from pytensor.tensor.type import TensorType
 
+from pymc_jaxops._ops import JaxOp, JaxValueAndGradOp
+from pymc_jaxops._shapes import Dim, InputDim, OutputSignature, rename_dims
 from pymc_jaxops._upstream.pytensor import register_vectorize
-from pymc_jaxops.ops import JaxOp, JaxValueAndGradOp
-from pymc_jaxops.shapes import Dim, InputDim, OutputSignature, rename_dims
 
 __all__: list[str] = []
 

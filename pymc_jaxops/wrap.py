@@ -28,10 +28,10 @@ from pytensor.tensor.type import TensorType
 from pytensor.tensor.variable import TensorVariable
 
 from pymc_jaxops import _caches
+from pymc_jaxops._ops import JaxOp
+from pymc_jaxops._shapes import explain_trace_error, infer_outputs, mentions_symbolic_dim
 from pymc_jaxops._upstream.pytensor import forget_ops_seen_by_rewriters, rewriters_keep_no
-from pymc_jaxops.ops import JaxOp
 from pymc_jaxops.precision import scoped, trace_mode
-from pymc_jaxops.shapes import explain_trace_error, infer_outputs, mentions_symbolic_dim
 
 __all__ = ["PytensorJaxFunction", "as_pytensor_op", "clear_caches"]
 
@@ -270,7 +270,7 @@ _caches.register("Ops per wrapped function", _clear_op_caches)
 
 
 def _our_op_types() -> tuple[type, ...]:
-    from pymc_jaxops.absorb import XlaGraphOp  # absorb imports this package's Ops
+    from pymc_jaxops._absorb import XlaGraphOp  # absorb imports this package's Ops
 
     return (JaxOp, XlaGraphOp)
 

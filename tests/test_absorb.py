@@ -16,8 +16,9 @@ from pytensor.compile.mode import get_default_mode, get_mode
 from pytensor.compile.sharedvalue import SharedVariable
 from pytensor.raise_op import Assert
 
-from pymc_jaxops import as_pytensor_op, ops
-from pymc_jaxops.absorb import TAG, XlaGraphOp
+from pymc_jaxops import _ops as ops
+from pymc_jaxops import as_pytensor_op
+from pymc_jaxops._absorb import TAG, XlaGraphOp
 from tests._subprocess import child_env, run_python
 from tests.test_residuals import PASSES, T, _data, _model, _reference_logp, trajectory
 
@@ -36,7 +37,7 @@ def _logp_dlogp(model, mode=None):
 
 
 def test_model_graph_becomes_one_xla_call_with_one_forward_and_backward(rng, monkeypatch):
-    monkeypatch.setattr("pymc_jaxops.plans.MEASURE_ABOVE_S", float("inf"))  # no timed plans
+    monkeypatch.setattr("pymc_jaxops._plans.MEASURE_ABOVE_S", float("inf"))  # no timed plans
     data = _data(rng)
     fn = _logp_dlogp(_model(data))  # PyMC's default mode, as pm.sample() compiles it
     assert _ops(fn._pytensor_function) == [XlaGraphOp]

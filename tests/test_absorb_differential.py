@@ -4,7 +4,7 @@ Issue 20. For every distribution PyMC exports (``continuous``, ``discrete`` and
 ``multivariate``'s ``__all__``, plus ``Censored``, ``Truncated`` and ``Mixture``), the
 harness builds ``pm.logp``, ``pm.logcdf`` and ``pm.logccdf`` (where PyMC implements them) at
 points inside the support, on its boundary, outside it and at ±inf/nan, with every parameter
-passed through a wrapped JAX identity so that the absorption (``pymc_jaxops/absorb.py``) can
+passed through a wrapped JAX identity so that the absorption (``pymc_jaxops/_absorb.py``) can
 fire. Each graph and its gradient (w.r.t. the float parameters and a float value) is
 compiled once with the absorption on and once with it off, on the C backend (``"CVM"``) and,
 on pytensor 3 whose default linker is Numba, on the Numba backend too; the point is an input,
@@ -40,8 +40,9 @@ from pytensor.compile.mode import Mode, get_mode
 from pytensor.gradient import NullTypeGradError
 from pytensor.link.basic import PerformLinker
 
-from pymc_jaxops import absorb, as_pytensor_op
-from pymc_jaxops.absorb import TAG, XlaGraphOp
+from pymc_jaxops import _absorb as absorb
+from pymc_jaxops import as_pytensor_op
+from pymc_jaxops._absorb import TAG, XlaGraphOp
 from tests.test_absorb_safety import C_OFF, _absorbed, _assert_same, _on_numba, _outcome, identity
 
 # Integer parameters (Binomial's n, DiscreteUniform's bounds) keep their dtype through it.

@@ -26,8 +26,9 @@ from pytensor.compile.mode import get_mode
 from pytensor.link.numba.linker import NumbaLinker
 from pytensor.tensor.elemwise import Elemwise
 
-from pymc_jaxops import absorb, as_pytensor_op
-from pymc_jaxops.absorb import TAG, XlaGraphOp
+from pymc_jaxops import _absorb as absorb
+from pymc_jaxops import as_pytensor_op
+from pymc_jaxops._absorb import TAG, XlaGraphOp
 
 identity = as_pytensor_op(lambda v: 1.0 * v)
 C_OFF = get_mode("CVM").excluding(TAG)

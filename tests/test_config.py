@@ -18,6 +18,7 @@ from pymc_jaxops import _config
         ("PYMC_JAXOPS_CHAIN_THREADS", _config.chain_threads, "always", "always"),
         ("PYMC_JAXOPS_UNVERIFIED", _config.unverified, "apply", "apply"),
         ("PYMC_JAXOPS_NUTPIE_BACKEND", _config.nutpie_backend, "PyMC", "pymc"),
+        ("PYMC_JAXOPS_TIME_PLANS", _config.time_plans, "off", False),
     ],
 )
 def test_values_are_read(monkeypatch, name, read, value, expected):
@@ -33,6 +34,7 @@ def test_values_are_read(monkeypatch, name, read, value, expected):
         ("PYMC_JAXOPS_CHAIN_THREADS", _config.chain_threads, "'auto', 'always' or 'off'"),
         ("PYMC_JAXOPS_UNVERIFIED", _config.unverified, "'skip' or 'apply'"),
         ("PYMC_JAXOPS_NUTPIE_BACKEND", _config.nutpie_backend, "'auto' or 'pymc'"),
+        ("PYMC_JAXOPS_TIME_PLANS", _config.time_plans, "'on' or 'off'"),
     ],
 )
 def test_a_bad_value_raises_with_the_allowed_values(monkeypatch, name, read, allowed):
@@ -59,3 +61,14 @@ def test_every_error_class_is_exported_at_the_top_level():
     for name in errors.__all__:
         assert getattr(pymc_jaxops, name) is getattr(errors, name)
         assert name in pymc_jaxops.__all__
+
+
+def test_time_plans_off_keeps_the_default_plan_untimed(monkeypatch):
+    import time
+
+    from pymc_jaxops._plans import fastest
+
+    plans = {"slow": lambda: time.sleep(0.002), "quick": lambda: None}
+    assert fastest("slow", plans) == "quick"
+    monkeypatch.setenv("PYMC_JAXOPS_TIME_PLANS", "off")
+    assert fastest("slow", plans) == "slow"

@@ -5,11 +5,17 @@ import doctest
 import pytest
 
 from pymc_jaxops import (
-    absorb,
+    _absorb as absorb,
+)
+from pymc_jaxops import (
+    _plans as plans,
+)
+from pymc_jaxops import (
+    _residuals as residuals,
+)
+from pymc_jaxops import (
     devices,
     multiprocess,
-    plans,
-    residuals,
     wrap,
 )
 from pymc_jaxops.to_jax import blackjax_nuts, model

@@ -10,7 +10,7 @@ import pytensor.tensor as pt
 import pytest
 
 from pymc_jaxops import as_pytensor_op
-from pymc_jaxops.ops import JaxValueAndGradOp
+from pymc_jaxops._ops import JaxValueAndGradOp
 
 
 @as_pytensor_op

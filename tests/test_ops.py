@@ -13,7 +13,7 @@ import pytest
 from pytensor.gradient import NullTypeGradError, hessian
 
 from pymc_jaxops import as_pytensor_op
-from pymc_jaxops.ops import JaxValueAndGradOp
+from pymc_jaxops._ops import JaxValueAndGradOp
 from tests import _subprocess
 
 

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pymc_jaxops import as_pytensor_op
-from pymc_jaxops.ops import JaxOp
+from pymc_jaxops._ops import JaxOp
 
 ELEMENTWISE = {
     "sin": jnp.sin,

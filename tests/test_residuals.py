@@ -16,8 +16,8 @@ from pytensor.gradient import hessian, verify_grad
 from pytensor.graph.replace import vectorize_graph
 
 from pymc_jaxops import as_pytensor_op
-from pymc_jaxops.ops import JaxOp, JaxValueAndGradOp
-from pymc_jaxops.residuals import JaxBackwardOp, JaxForwardOp
+from pymc_jaxops._ops import JaxOp, JaxValueAndGradOp
+from pymc_jaxops._residuals import JaxBackwardOp, JaxForwardOp
 from tests import _subprocess
 
 PASSES = {"forward": 0, "backward": 0}
@@ -99,7 +99,7 @@ def test_normal_likelihood_on_output_runs_one_forward_and_one_backward_pass(
     rng, mode, monkeypatch
 ):
     # Plan timing off: on a busy machine it may rightly pick the two-call plan.
-    monkeypatch.setattr("pymc_jaxops.plans.MEASURE_ABOVE_S", float("inf"))
+    monkeypatch.setattr("pymc_jaxops._plans.MEASURE_ABOVE_S", float("inf"))
     data = _data(rng)
     fn = _model(data).logp_dlogp_function(ravel_inputs=True, mode=mode)
     fn.set_extra_values({})
@@ -184,7 +184,7 @@ def test_set_data_with_new_length(rng):
 @pytest.mark.parametrize("mode", [C_VM, None, "JAX"], ids=["C", "absorbed", "JAX"])
 def test_vectorized_likelihood_on_output(rng, mode, monkeypatch):
     # The vectorized value-and-grad pairs with the vectorized forward pass: one of each.
-    monkeypatch.setattr("pymc_jaxops.plans.MEASURE_ABOVE_S", float("inf"))
+    monkeypatch.setattr("pymc_jaxops._plans.MEASURE_ABOVE_S", float("inf"))
     data = _data(rng)
     x = pt.vector("x", shape=(2,))
     cost = -0.5 * pt.sum((data - trajectory(x, T)) ** 2)
@@ -253,7 +253,7 @@ def test_compiled_split_function_pickles_into_fresh_process(rng, mode):
 
 def test_two_call_plan_when_timed_faster(rng, monkeypatch):
     # Force the timing to prefer "forward now, fused value-and-grad later": same numbers.
-    from pymc_jaxops import residuals
+    from pymc_jaxops import _residuals as residuals
 
     monkeypatch.setattr(residuals, "fastest", lambda default, plans: "two calls")
     data = _data(rng)
@@ -276,7 +276,7 @@ def test_two_call_plan_when_timed_faster(rng, monkeypatch):
 def test_linear_consumer_split_plan_when_timed_faster(rng, monkeypatch):
     # A Potential-like cost fuses into one value-and-grad node; if the split is measured
     # faster, that node runs forward + backward passes instead, with the same numbers.
-    from pymc_jaxops import residuals
+    from pymc_jaxops import _residuals as residuals
 
     x = pt.vector("x", shape=(2,))
     cost = pt.sum(trajectory(x, T))
@@ -302,7 +302,7 @@ def test_linear_consumer_split_plan_when_timed_faster(rng, monkeypatch):
 def test_fastest_keeps_cheap_default_and_times_the_rest():
     import time
 
-    from pymc_jaxops.plans import fastest
+    from pymc_jaxops._plans import fastest
 
     calls = {"a": 0, "b": 0}
 
@@ -322,8 +322,8 @@ def test_fastest_keeps_cheap_default_and_times_the_rest():
 def test_chosen_plan_travels_only_to_processes_on_this_machine(monkeypatch):
     # A chain process gets the parent's choice with the Op and compiles only that plan;
     # any other unpickling times the plans again (another machine may prefer another one).
-    from pymc_jaxops import residuals
-    from pymc_jaxops.ops import for_this_machine
+    from pymc_jaxops import _residuals as residuals
+    from pymc_jaxops._ops import for_this_machine
 
     x = pt.vector("x", shape=(2,))
     cost = pt.sum(trajectory(x, T))

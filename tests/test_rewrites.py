@@ -7,7 +7,7 @@ import pytensor
 import pytensor.tensor as pt
 
 from pymc_jaxops import as_pytensor_op
-from pymc_jaxops.ops import JaxOp, JaxValueAndGradOp
+from pymc_jaxops._ops import JaxOp, JaxValueAndGradOp
 
 
 class Counter:

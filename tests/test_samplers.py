@@ -21,7 +21,7 @@ from examples.marginal_hmm import (
     hmm_logp_op,
     simulate,
 )
-from pymc_jaxops.ops import JaxOp, JaxValueAndGradOp
+from pymc_jaxops._ops import JaxOp, JaxValueAndGradOp
 
 DRAWS = TUNE = 300
 SEED = 11

@@ -7,8 +7,8 @@ import pytensor.tensor as pt
 import pytest
 
 from pymc_jaxops import as_pytensor_op
-from pymc_jaxops.ops import JaxOp
-from pymc_jaxops.shapes import (
+from pymc_jaxops._ops import JaxOp
+from pymc_jaxops._shapes import (
     InputDim,
     dim_to_pytensor,
     explain_trace_error,

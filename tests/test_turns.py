@@ -12,8 +12,8 @@ import pytest
 from pytensor.compile.mode import get_mode
 
 from pymc_jaxops import as_pytensor_op
+from pymc_jaxops._absorb import TAG
 from pymc_jaxops._turns import holds_our_op
-from pymc_jaxops.absorb import TAG
 
 
 @as_pytensor_op

@@ -19,7 +19,7 @@ from pytensor.tensor.blockwise import Blockwise
 
 from examples.marginal_hmm import P_INITIAL, P_TRANSITION, hmm_logp_op, simulate
 from pymc_jaxops import as_pytensor_op
-from pymc_jaxops.ops import JaxOp
+from pymc_jaxops._ops import JaxOp
 
 C_VM = get_default_mode().excluding("pymc_jaxops_absorb")  # to see the Ops the C VM runs
 

@@ -15,8 +15,9 @@ import pytensor.tensor as pt
 import pytest
 from pytensor.gradient import verify_grad
 
-from pymc_jaxops import as_pytensor_op, clear_caches, ops, wrap
-from pymc_jaxops.ops import JaxOp
+from pymc_jaxops import _ops as ops
+from pymc_jaxops import as_pytensor_op, clear_caches, wrap
+from pymc_jaxops._ops import JaxOp
 
 
 class Params(NamedTuple):

@@ -12,8 +12,8 @@ import pytest
 
 from pymc_jaxops import _upstream, as_pytensor_op
 from pymc_jaxops import multiprocess as mp
+from pymc_jaxops._absorb import XlaGraphOp
 from pymc_jaxops._upstream import _touches, versions
-from pymc_jaxops.absorb import XlaGraphOp
 
 
 @as_pytensor_op

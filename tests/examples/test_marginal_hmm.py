@@ -20,8 +20,8 @@ from examples.marginal_hmm import (
     simulate,
 )
 from pymc_jaxops import as_pytensor_op
-from pymc_jaxops.absorb import XlaGraphOp
-from pymc_jaxops.ops import JaxOp, JaxValueAndGradOp
+from pymc_jaxops._absorb import XlaGraphOp
+from pymc_jaxops._ops import JaxOp, JaxValueAndGradOp
 
 EMISSIONS = simulate()
 
@@ -60,8 +60,8 @@ def test_logp_and_gradient_equal_pure_jax_reference(params):
 
 @pytest.mark.parametrize("absorbed", [False, True], ids=["C VM", "one XLA call"])
 def test_model_logp_dlogp_runs_the_jax_forward_once_per_call(monkeypatch, absorbed):
-    # Plan timing off: the fused plan (pymc_jaxops.plans may otherwise pick a faster one).
-    monkeypatch.setattr("pymc_jaxops.plans.MEASURE_ABOVE_S", float("inf"))
+    # Plan timing off: the fused plan (pymc_jaxops._plans may otherwise pick a faster one).
+    monkeypatch.setattr("pymc_jaxops._plans.MEASURE_ABOVE_S", float("inf"))
     calls = []
 
     @as_pytensor_op(name="hmm_logp")

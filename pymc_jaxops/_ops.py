@@ -27,9 +27,9 @@ from pytensor.tensor.exceptions import ShapeError
 from pytensor.tensor.type import TensorType
 
 from pymc_jaxops import _caches
+from pymc_jaxops._shapes import InputDim, OutputSignature, dim_to_pytensor, symbolic_shape
 from pymc_jaxops._upstream.pytensor import JaxOpBase
 from pymc_jaxops.precision import mode_of, run_in
-from pymc_jaxops.shapes import InputDim, OutputSignature, dim_to_pytensor, symbolic_shape
 
 __all__ = ["JaxOp", "JaxValueAndGradOp", "for_this_machine"]
 
@@ -86,9 +86,9 @@ def _owned(fn: Callable) -> Callable:
     return call
 
 
-# Attributes rebuilt in each process: jitted callables, plans ready to run (``residuals.py``).
+# Attributes rebuilt in each process: jitted callables, plans ready to run (``_residuals.py``).
 _PROCESS_LOCAL = frozenset({"_jit", "_jit_specs", "_plans", "_vg", "_empty", "_grad"})
-# What a timing on this machine chose (plan names per input shapes, ``residuals.py``): kept
+# What a timing on this machine chose (plan names per input shapes, ``_residuals.py``): kept
 # only when pickling for a process on this machine (see ``for_this_machine``).
 _MACHINE_LOCAL = frozenset({"_chosen"})
 _FOR_THIS_MACHINE = contextvars.ContextVar("pymc_jaxops_for_this_machine", default=False)
@@ -164,7 +164,7 @@ class JaxOp(JaxOpBase):
         Equal functions and equal input types make equal Ops.
     input_types : sequence of TensorType
     signature : OutputSignature
-        Output types and symbolic output dims (see :func:`pymc_jaxops.shapes.infer_outputs`).
+        Output types and symbolic output dims (see :func:`pymc_jaxops._shapes.infer_outputs`).
     name : str, optional
         Shown when the graph is printed.
     input_names : sequence of str, optional
@@ -368,7 +368,7 @@ class JaxValueAndGradOp(JaxOp):
 
     def perform(self, node, inputs, output_storage):
         # One fused call, or forward + backward where that was measured faster.
-        from pymc_jaxops.residuals import value_and_grad_plan  # it imports this module
+        from pymc_jaxops._residuals import value_and_grad_plan  # it imports this module
 
         run = value_and_grad_plan(self, inputs)
         for storage, value in zip(output_storage, run(*inputs), strict=True):

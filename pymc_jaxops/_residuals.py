@@ -27,10 +27,10 @@ import jax.numpy as jnp
 import numpy as np
 from pytensor.tensor.type import TensorType
 
-from pymc_jaxops.ops import JaxOp, JaxValueAndGradOp, _jitted
-from pymc_jaxops.plans import fastest
+from pymc_jaxops._ops import JaxOp, JaxValueAndGradOp, _jitted
+from pymc_jaxops._plans import fastest
+from pymc_jaxops._shapes import OutputSignature, infer_outputs
 from pymc_jaxops.precision import run_in
-from pymc_jaxops.shapes import OutputSignature, infer_outputs
 
 __all__ = ["JaxBackwardOp", "JaxForwardOp", "split_value_and_grad", "value_and_grad_plan"]
 
@@ -150,7 +150,7 @@ class JaxForwardOp(JaxOp):
 
     Made by :func:`split_value_and_grad`; raises if the residuals cannot be typed. On its
     first evaluation at given input shapes it times this split plan against running the
-    plain forward pass now and a fused value-and-grad later (see ``plans.py``), and keeps
+    plain forward pass now and a fused value-and-grad later (see ``_plans.py``), and keeps
     the faster; the flag output tells the backward Op which one ran (residuals are empty
     placeholders under the second).
     """
@@ -207,7 +207,7 @@ class JaxForwardOp(JaxOp):
             return empty
 
     def plan(self, inputs) -> int:
-        """The plan for these inputs' shapes: timed once, then remembered (see ``ops.py``)."""
+        """The plan for these inputs' shapes: timed once, then remembered (see ``_ops.py``)."""
         chosen = self.__dict__.setdefault("_chosen", {})
         specs = _specs(inputs)
         if specs not in chosen:
@@ -355,7 +355,7 @@ def split_value_and_grad(vg: JaxValueAndGradOp) -> tuple[JaxForwardOp, JaxBackwa
     >>> import jax.numpy as jnp
     >>> import pytensor.tensor as pt
     >>> from pymc_jaxops import as_pytensor_op
-    >>> from pymc_jaxops.ops import JaxValueAndGradOp
+    >>> from pymc_jaxops._ops import JaxValueAndGradOp
     >>> y = as_pytensor_op(lambda v: jnp.sin(v) * v)(pt.vector("x", shape=(3,)))
     >>> forward, backward = split_value_and_grad(JaxValueAndGradOp(y.owner.op, (True,), (True,)))
     >>> forward.n_residuals, [str(t) for t in backward.output_types]
@@ -374,7 +374,7 @@ def value_and_grad_plan(vg: JaxValueAndGradOp, inputs: Sequence) -> Callable:
     Its fused call; a forward pass keeping residuals + a backward pass; or a plain forward
     pass + a gradient-only call (``pytensor.wrap_jax``'s plan).
 
-    Chosen by timing them on the first call (``plans.py``) and remembered on the Op; a chain
+    Chosen by timing them on the first call (``_plans.py``) and remembered on the Op; a chain
     process gets the choice with the Op (``ops.for_this_machine``) and compiles only that plan.
     """
     plans = vg.__dict__.setdefault("_plans", {})
@@ -409,7 +409,7 @@ def value_and_grad_plan(vg: JaxValueAndGradOp, inputs: Sequence) -> Callable:
             return (*plain(*args[:n_in]), *grads(*args))
 
         runs = {"fused": fused, "split": split, "two calls": two_calls}
-        # Chosen in the process that pickled this Op for a chain process (ops.py), or here.
+        # Chosen in the process that pickled this Op for a chain process (_ops.py), or here.
         chosen = vg.__dict__.setdefault("_chosen", {})
         if chosen.get(specs) not in runs:
             candidates: dict[str, Callable[[], object]] = {

@@ -117,6 +117,7 @@ from pytensor.tensor.type import TensorType
 from pytensor.tensor.type_other import NoneTypeT, SliceType
 
 from pymc_jaxops import _caches
+from pymc_jaxops._ops import JaxOp, _forget_jitted, _jitted
 from pymc_jaxops._upstream.pytensor import (
     ADVANCED_INC_SUBTENSOR,
     ADVANCED_SUBTENSOR,
@@ -125,7 +126,6 @@ from pymc_jaxops._upstream.pytensor import (
     register_dispatch,
     register_rewrite,
 )
-from pymc_jaxops.ops import JaxOp, _forget_jitted, _jitted
 from pymc_jaxops.precision import needs_x64
 
 __all__ = ["TAG", "XlaGraphOp", "absorb_into_xla", "clear_cache"]
@@ -597,9 +597,16 @@ def _launch(key: str, inputs: tuple) -> Any:
     return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
 
+# Numba's cached code calls _launch by module and name: a cache written by a release where
+# either differs (or _launch took other arguments) must not be loaded. Bump on any change to
+# _launch's contract.
+_LAUNCH_ABI = 1
+
+
 def _numba_funcify_xla_graph(op: XlaGraphOp, node=None, **kwargs):
     key = op.launch_key()
-    return object_mode_launch(node, _launch, key), f"pymc_jaxops_xla_graph_{key}"
+    where = f"{_launch.__module__}.{_launch.__qualname__}"
+    return object_mode_launch(node, _launch, key), f"{where}_v{_LAUNCH_ABI}_{key}"
 
 
 register_dispatch("numba_cache_key", XlaGraphOp, _numba_funcify_xla_graph)
