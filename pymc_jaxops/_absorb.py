@@ -72,6 +72,7 @@ Examples
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import logging
 import re
@@ -486,22 +487,32 @@ def _nonzero_constant(var: Variable) -> bool:
 # eviction (each pm.sample compiles the model again, into a new Op).
 _HOLDERS: dict[int, int] = {}
 _HOLDERS_LOCK = threading.Lock()
+# Released holds, handled at the next hold. An Op's finalizer runs wherever the garbage
+# collector happens to run, possibly in a thread that holds one of these locks or the jit
+# cache's, so it only appends here (deque.append takes no lock of ours).
+_RELEASED: collections.deque[tuple[Callable, bool]] = collections.deque()
 
 
 def _hold(op: XlaGraphOp, graph_fn: Callable, mode: bool) -> None:
+    _drain_released()
     with _HOLDERS_LOCK:
         _HOLDERS[id(graph_fn)] = _HOLDERS.get(id(graph_fn), 0) + 1
-    weakref.finalize(op, _release, graph_fn, mode)
+    weakref.finalize(op, _RELEASED.append, (graph_fn, mode))
 
 
-def _release(graph_fn: Callable, mode: bool) -> None:
-    with _HOLDERS_LOCK:
-        left = _HOLDERS[id(graph_fn)] - 1
-        if left:
-            _HOLDERS[id(graph_fn)] = left
+def _drain_released() -> None:
+    while True:
+        try:
+            graph_fn, mode = _RELEASED.popleft()
+        except IndexError:
             return
-        del _HOLDERS[id(graph_fn)]
-    _forget_jitted(graph_fn, mode)
+        with _HOLDERS_LOCK:
+            left = _HOLDERS[id(graph_fn)] - 1
+            if left:
+                _HOLDERS[id(graph_fn)] = left
+                continue
+            del _HOLDERS[id(graph_fn)]
+        _forget_jitted(graph_fn, mode)
 
 
 def clear_cache() -> None:
@@ -511,6 +522,7 @@ def clear_cache() -> None:
     own function, and a copy unpickled later builds its own.
     """
     _GRAPH_FNS.clear()
+    _drain_released()
 
 
 _caches.register("absorbed graph functions", clear_cache)
