@@ -73,6 +73,7 @@ Examples
 from __future__ import annotations
 
 import collections
+import functools
 import hashlib
 import logging
 import re
@@ -118,7 +119,11 @@ from pytensor.tensor.type import TensorType
 from pytensor.tensor.type_other import NoneTypeT, SliceType
 
 from pymc_jaxops import _caches
-from pymc_jaxops._ops import JaxOp, _forget_jitted, _jitted
+from pymc_jaxops._jit import forget as _forget_jitted
+from pymc_jaxops._jit import jitted as _jitted
+from pymc_jaxops._ops import JaxOp, JaxValueAndGradOp, for_this_machine_now
+from pymc_jaxops._plans import Race
+from pymc_jaxops._residuals import JaxBackwardOp
 from pymc_jaxops._upstream.pytensor import (
     ADVANCED_INC_SUBTENSOR,
     ADVANCED_SUBTENSOR,
@@ -127,6 +132,7 @@ from pymc_jaxops._upstream.pytensor import (
     register_dispatch,
     register_rewrite,
 )
+from pymc_jaxops._vjp import PLAN
 from pymc_jaxops.precision import needs_x64
 
 __all__ = ["TAG", "XlaGraphOp", "absorb_into_xla", "clear_cache"]
@@ -138,6 +144,11 @@ TAG = "pymc_jaxops_absorb"
 
 _MIN_OTHER_NODES = 4  # below this there is nothing to gain over the Op's own call
 
+
+# Rebuilt in each process; the chosen plan ("_chosen") travels to processes on this machine.
+_PROCESS_LOCAL = frozenset(
+    {"_run", "_lock", "_fallback", "_fgraph", "_ok", "_launch_key", "_plan_race", "_settled"}
+)
 
 # Graph functions by Op key, held weakly: alive while an Op (or a copy of it) holds one.
 _GRAPH_FNS: weakref.WeakValueDictionary[str, Callable] = weakref.WeakValueDictionary()
@@ -167,7 +178,7 @@ class XlaGraphOp(Op):
         return {
             k: v
             for k, v in self.__dict__.items()
-            if k not in ("_run", "_lock", "_fallback", "_fgraph", "_ok", "_launch_key")
+            if k not in _PROCESS_LOCAL and (k != "_chosen" or for_this_machine_now())
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -187,9 +198,11 @@ class XlaGraphOp(Op):
     def make_node(self, *inputs: Variable) -> Apply:
         return Apply(self, list(inputs), [o.type() for o in self.inner_outputs])
 
-    def _jitted(self) -> Callable:
+    def _program(self, plan: str) -> Callable:
+        """The jitted program of ``plan`` (see ``_variant``)."""
+        runs = self.__dict__.setdefault("_run", {})
         try:
-            graph_fn, mode = self.__dict__["_run"]
+            graph_fn, mode = runs[plan]
         except KeyError:
             fgraph = self.fgraph
             # The x64 mode the graph's types need (a float64 accumulator of a float32 sum
@@ -200,17 +213,32 @@ class XlaGraphOp(Op):
             mode = needs_x64(dtypes) or any(recorded)
             # A copy unpickled in this process (a chain thread's step) shares the original's
             # function, so the jitted program is found in the cache, not compiled again.
-            graph_fn = _GRAPH_FNS.get(self._key)
+            key = f"{self._key}:{plan}"
+            graph_fn = _GRAPH_FNS.get(key)
             if graph_fn is None:
-                graph_fn = jax_funcify(fgraph)
+                graph_fn = _traced_in(plan, jax_funcify(fgraph))
                 if self._layout is not None:
                     graph_fn = _packing(graph_fn)
-                graph_fn = _GRAPH_FNS.setdefault(self._key, graph_fn)
-            self.__dict__["_run"] = (graph_fn, mode)
+                graph_fn = _GRAPH_FNS.setdefault(key, graph_fn)
+            graph_fn, mode = runs.setdefault(plan, (graph_fn, mode))
             _hold(self, graph_fn, mode)
         # The executable lives in the bounded cache, not on this Op, which PyTensor's
         # rewriters keep for the life of the process.
         return _jitted(graph_fn, mode)
+
+    def _race(self) -> Race:
+        race = self.__dict__.get("_plan_race")
+        if race is None:
+            plans = _VARIANTS if _has_gradient(self.fgraph) else _VARIANTS[:1]
+            chosen = self.__dict__.get("_chosen")
+            race = self.__dict__.setdefault("_plan_race", Race(plans[0], plans, chosen))
+        return race
+
+    def _thunks(self, inputs: tuple) -> dict[str, Callable[[], object]]:
+        return {
+            plan: functools.partial(lambda p: self._program(p)(*inputs), plan)
+            for plan in self._race().names
+        }
 
     def _fallback_fn(self) -> Callable:
         # PyTensor's compile lock first, then this Op's: the order every compile takes them.
@@ -247,7 +275,10 @@ class XlaGraphOp(Op):
             # One buffer for all outputs: one copy out of XLA, not one per output (a few
             # µs per call, which a 60 µs model notices). The outputs are disjoint views of it.
             flat = np.asarray(values).astype(self._dtypes[0])
-            return [flat[start:stop].reshape(shape) for start, stop, shape in self._layout]
+            return [
+                flat[start:stop] if shape is None else flat[start:stop].reshape(shape)
+                for start, stop, shape in self._layout
+            ]
         # (A copy of np.asarray's view: np.array(value, dtype=...) took ~5 µs more per output.)
         arrays = [np.asarray(value) for value in values]
         return [
@@ -279,7 +310,16 @@ class XlaGraphOp(Op):
     def _run_jax(self, inputs) -> Any:
         """The finished JAX outputs (one packed array with a layout), or None if JAX failed."""
         try:
-            values = self._jitted()(*inputs)
+            settled = self.__dict__.get("_settled")
+            program = settled() if settled is not None else None
+            if program is None:
+                race = self._race()
+                program = self._program(race.plan(tuple(inputs), self._thunks))
+                if race.winner is not None:
+                    self.__dict__["_chosen"] = race.winner  # travels to chain processes here
+                    # Weakly, as the jit cache owns it: found without a lock on each call.
+                    self.__dict__["_settled"] = weakref.ref(program)
+            values = program(*inputs)
             # Waiting here, then converting, took 5-15 µs less per call than letting
             # np.asarray wait (measured on the MLP of benchmarks/bench_one_pass.py). One
             # packed array's own method skips jax.block_until_ready's tree walk.
@@ -300,7 +340,41 @@ class XlaGraphOp(Op):
         return values
 
 
-def _packed_layout(outputs: list[Variable]) -> tuple[tuple[int, int, tuple[int, ...]], ...] | None:
+_VARIANTS = ("fused", "two calls")
+"""How an absorbed graph runs its wrapped functions' gradients: as PyTensor's JAX-mode
+rewrites left them (one value-and-grad pass per function, as ``jax.value_and_grad`` of
+the model would), or each as a plain forward pass and a gradient-only pass (``_vjp.PLAN``).
+Which is faster depends on the function (on some ``lax.scan`` HMMs, the second)."""
+
+
+def _has_gradient(fgraph: FunctionGraph) -> bool:
+    """Whether a wrapped function's gradient runs in the graph (else there is one plan)."""
+    return any(
+        (isinstance(n.op, JaxValueAndGradOp) and any(n.op.wrt_mask))
+        or isinstance(n.op, JaxBackwardOp)
+        for n in fgraph.apply_nodes
+    )
+
+
+def _traced_in(plan: str, graph_fn: Callable) -> Callable:
+    """``graph_fn``, traced under ``plan`` (see ``_vjp.PLAN``)."""
+    if plan == _VARIANTS[0]:
+        return graph_fn
+
+    def traced(*args):
+        token = PLAN.set(plan)
+        try:
+            return graph_fn(*args)
+        finally:
+            PLAN.reset(token)
+
+    traced.__name__ = getattr(graph_fn, "__name__", "graph")
+    return traced
+
+
+def _packed_layout(
+    outputs: list[Variable],
+) -> tuple[tuple[int, int, tuple[int, ...] | None], ...] | None:
     """Where each output lies in one flat buffer, if the outputs can share one.
 
     They can when there are several, all of one dtype and all of static shape (logp and its
@@ -315,7 +389,7 @@ def _packed_layout(outputs: list[Variable]) -> tuple[tuple[int, int, tuple[int, 
     for t in types:
         shape = tuple(int(d) for d in t.shape)
         stop = start + int(np.prod(shape, dtype=np.int64))
-        layout.append((start, stop, shape))
+        layout.append((start, stop, None if len(shape) == 1 else shape))  # 1-D: no reshape
         start = stop
     return tuple(layout)
 

@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import threading
+import functools
 import weakref
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-import jax
 import numpy as np
 import pytensor.tensor as pt
 from pytensor.gradient import DisconnectedType, disconnected_type, grad_undefined
@@ -26,71 +23,18 @@ from pytensor.graph.basic import Apply, Constant, Variable
 from pytensor.tensor.exceptions import ShapeError
 from pytensor.tensor.type import TensorType
 
-from pymc_jaxops import _caches
+from pymc_jaxops._jit import jitted
+from pymc_jaxops._plans import PLANS, GradientPlans, Race, specs_of
 from pymc_jaxops._shapes import InputDim, OutputSignature, dim_to_pytensor, symbolic_shape
 from pymc_jaxops._upstream.pytensor import JaxOpBase
-from pymc_jaxops.precision import mode_of, run_in
+from pymc_jaxops._vjp import ValueAndGrad
+from pymc_jaxops.precision import mode_of
 
 __all__ = ["JaxOp", "JaxValueAndGradOp", "for_this_machine"]
 
-# The only strong references to jitted functions (and the XLA executables they hold), least
-# recently used first. Ops hold theirs weakly: PyTensor's rewriters keep every Op they have
-# seen, so an Op holding its executable would keep it for the life of the process.
-_JIT_CACHE: OrderedDict[tuple[Callable, bool], Callable] = OrderedDict()
-_JIT_CACHE_SIZE = 64
-
-
-_JIT_CACHE_LOCK = threading.Lock()  # chains may run in threads (_thread_start.py)
-
-
-def _clear_jit_cache() -> None:
-    with _JIT_CACHE_LOCK:
-        _JIT_CACHE.clear()
-
-
-_caches.register("jitted JAX functions", _clear_jit_cache)
-
-
-def _jitted(fn: Callable, mode: bool) -> Callable:
-    """``jax.jit(fn)`` run in x64 ``mode``; one per function value, shared by equal Ops."""
-    key = (fn, mode)
-    with _JIT_CACHE_LOCK:
-        jitted = _JIT_CACHE.get(key)
-        if jitted is None:
-            jitted = _JIT_CACHE.setdefault(key, run_in(mode, jax.jit(_owned(fn))))
-            while len(_JIT_CACHE) > _JIT_CACHE_SIZE:
-                _JIT_CACHE.popitem(last=False)
-        else:
-            _JIT_CACHE.move_to_end(key)
-    return jitted
-
-
-def _forget_jitted(fn: Callable, mode: bool) -> None:
-    """Drop the executable of ``fn`` now: no Op can call ``fn`` any more."""
-    with _JIT_CACHE_LOCK:
-        _JIT_CACHE.pop((fn, mode), None)
-
-
-def _owned(fn: Callable) -> Callable:
-    """A fresh function calling ``fn``, to hand to ``jax.jit``.
-
-    JAX caches traces and executables under the function object it is given for as long as
-    that object lives, and ``fn`` lives as long as PyTensor keeps the Op; a fresh object
-    owned by ``_JIT_CACHE`` lets them go when the cache evicts it.
-    """
-
-    def call(*args):
-        return fn(*args)
-
-    call.__name__ = call.__qualname__ = str(getattr(fn, "__name__", "jax_fn"))
-    return call
-
-
-# Attributes rebuilt in each process: jitted callables, plans ready to run (``_residuals.py``).
-_PROCESS_LOCAL = frozenset({"_jit", "_jit_specs", "_plans", "_vg", "_empty", "_grad"})
-# What a timing on this machine chose (plan names per input shapes, ``_residuals.py``): kept
+# What a timing on this machine chose (plan names per input shapes, ``_plans.py``): kept
 # only when pickling for a process on this machine (see ``for_this_machine``).
-_MACHINE_LOCAL = frozenset({"_chosen"})
+_CHOSEN = "_chosen"
 _FOR_THIS_MACHINE = contextvars.ContextVar("pymc_jaxops_for_this_machine", default=False)
 
 
@@ -108,6 +52,11 @@ def for_this_machine() -> Iterator[None]:
         _FOR_THIS_MACHINE.reset(token)
 
 
+def for_this_machine_now() -> bool:
+    """Whether the Ops pickled now go to a process on this machine (``for_this_machine``)."""
+    return _FOR_THIS_MACHINE.get()
+
+
 def _is_float(dtype: str) -> bool:
     return dtype.startswith("float")
 
@@ -116,42 +65,17 @@ def _is_inexact(dtype: str) -> bool:
     return dtype.startswith(("float", "complex"))
 
 
-@dataclass(frozen=True)
-class _ValueAndGrad:
-    """``(primals, cotangents) -> (*outputs, *input cotangents)`` in one JAX trace.
+class _Runtime:
+    """What an Op builds to run in this process: dropped as a whole when the Op is pickled."""
 
-    Only outputs flagged in ``ct_mask`` receive a cotangent, and only inputs flagged in
-    ``wrt_mask`` are differentiated: JAX never builds the VJP of what nobody asked for.
-    """
-
-    fn: Callable
-    n_in: int
-    ct_mask: tuple[bool, ...]
-    wrt_mask: tuple[bool, ...]
-
-    def __call__(self, *args):
-        primals, cotangents = args[: self.n_in], args[self.n_in :]
-        wrt = [i for i, w in enumerate(self.wrt_mask) if w]
-
-        def restricted(*diff_args):
-            full = list(primals)
-            for i, value in zip(wrt, diff_args, strict=True):
-                full[i] = value
-            outs = self.fn(*full)
-            connected = tuple(o for o, m in zip(outs, self.ct_mask, strict=True) if m)
-            return connected, outs
-
-        _, vjp, outs = jax.vjp(restricted, *[primals[i] for i in wrt], has_aux=True)
-        # JAX wants each cotangent in its output's dtype, and a graph may hand over another
-        # (PyTensor's JAX scan carries float64 into a float32 Hessian, say).
-        connected = [o for o, m in zip(outs, self.ct_mask, strict=True) if m]
-        cts = tuple(
-            jax.numpy.asarray(c, o.dtype) for c, o in zip(cotangents, connected, strict=True)
-        )
-        grads = (
-            jax.numpy.asarray(g, primals[i].dtype) for i, g in zip(wrt, vjp(cts), strict=True)
-        )
-        return (*outs, *grads)
+    def __init__(self) -> None:
+        self.jit: weakref.ref | None = None
+        self.plans: dict[tuple, GradientPlans] = {}  # by input specs
+        self.races: dict[tuple, Race] = {}
+        self.settled: dict[tuple, Any] = {}  # what a decided race runs, by input specs
+        self.value_and_grad: JaxValueAndGradOp | None = None  # a forward Op's fused twin
+        self.placeholders: tuple[np.ndarray, ...] | None = None
+        self.backward_from_specs: Callable | None = None
 
 
 class JaxOp(JaxOpBase):
@@ -191,9 +115,25 @@ class JaxOp(JaxOpBase):
         return f"{type(self).__name__}{{{self.name}}}"
 
     def __getstate__(self) -> dict[str, Any]:
-        # The jitted callable and timed plans are process-local: rebuilt after unpickling.
-        dropped = _PROCESS_LOCAL if _FOR_THIS_MACHINE.get() else _PROCESS_LOCAL | _MACHINE_LOCAL
+        # The runtime is process-local: rebuilt after unpickling.
+        dropped = {"_runtime"} if for_this_machine_now() else {"_runtime", _CHOSEN}
         return {k: v for k, v in self.__dict__.items() if k not in dropped}
+
+    @property
+    def runtime(self) -> _Runtime:
+        """What this Op built to run in this process (jitted plans, races)."""
+        try:
+            return self.__dict__["_runtime"]
+        except KeyError:
+            return self.__dict__.setdefault("_runtime", _Runtime())
+
+    @property
+    def chosen(self) -> dict[tuple, str]:
+        """The plan timed fastest here, by input specs; travels to chain processes."""
+        try:
+            return self.__dict__[_CHOSEN]
+        except KeyError:
+            return self.__dict__.setdefault(_CHOSEN, {})
 
     @property
     def output_types(self) -> tuple[TensorType, ...]:
@@ -207,13 +147,13 @@ class JaxOp(JaxOpBase):
 
     @property
     def jitted(self) -> Callable:
-        ref = self.__dict__.get("_jit")
-        fn = ref() if ref is not None else None
+        runtime = self.runtime
+        fn = runtime.jit() if runtime.jit is not None else None
         if fn is None:
             # Run in the x64 mode the function was traced in, whatever the global switch
             # says now (see precision.py); a float64 output is never computed in float32.
-            fn = _jitted(self.fn, self.x64_mode)
-            self.__dict__["_jit"] = weakref.ref(fn)
+            fn = jitted(self.fn, self.x64_mode)
+            runtime.jit = weakref.ref(fn)
         return fn
 
     def make_node(self, *inputs: Variable) -> Apply:
@@ -348,7 +288,7 @@ class JaxValueAndGradOp(JaxOp):
             *(t for t, m in zip(bsig.types, ct_mask, strict=True) if m),
         )
         super().__init__(
-            _ValueAndGrad(base.fn, n_in, self.ct_mask, self.wrt_mask),
+            ValueAndGrad(base.fn, n_in, self.ct_mask, self.wrt_mask),
             input_types,
             signature,
             name=f"value_and_grad({base.name})",
@@ -367,12 +307,40 @@ class JaxValueAndGradOp(JaxOp):
         return len(self.base.output_types)
 
     def perform(self, node, inputs, output_storage):
-        # One fused call, or forward + backward where that was measured faster.
-        from pymc_jaxops._residuals import value_and_grad_plan  # it imports this module
-
-        run = value_and_grad_plan(self, inputs)
+        run = self.plan_for(inputs)
         for storage, value in zip(output_storage, run(*inputs), strict=True):
             storage[0] = np.array(value)
+
+    def plan_for(self, inputs: Sequence) -> Callable:
+        """How this Op runs at these inputs' shapes: one fused call, forward + backward, or
+        forward + gradient-only call, whichever was timed fastest (``_plans.py``)."""
+        runtime = self.runtime
+        specs = specs_of(inputs)
+        run = runtime.settled.get(specs)
+        if run is not None:
+            return run
+        if not any(self.wrt_mask):
+            run = runtime.settled[specs] = self.jitted
+            return run
+        plans = runtime.plans.get(specs)
+        if plans is None:
+            primal_specs = specs[: self.n_primal_inputs]
+            plans = GradientPlans(
+                self.base.fn, self.ct_mask, self.wrt_mask, self.x64_mode, primal_specs
+            )
+            runtime.plans[specs] = plans
+        race = runtime.races.get(specs)
+        if race is None:
+            race = runtime.races[specs] = Race(PLANS[0], PLANS, self.chosen.get(specs))
+
+        def thunks(args: tuple) -> dict[str, Callable[[], object]]:
+            return {name: functools.partial(plans.run(name), *args) for name in PLANS}
+
+        name = race.plan(tuple(inputs), thunks)
+        if race.winner is not None:
+            self.chosen[specs] = race.winner
+            runtime.settled[specs] = plans.run(race.winner)
+        return plans.run(name)
 
     def narrowed(self, wrt_mask: tuple[bool, ...]) -> JaxValueAndGradOp:
         """The same Op differentiating only w.r.t. the inputs flagged in ``wrt_mask``."""

@@ -1,32 +1,56 @@
-"""Choose between two equivalent ways of running a gradient by timing both, once.
+"""Choose between equivalent ways of running a gradient by timing them, without delaying
+the first answer.
 
-A value-and-grad of a JAX function can run as one fused XLA program (``jax.vjp`` and its
-pullback together) or as a forward program that returns the VJP residuals followed by a
-backward program that consumes them. Which is cheaper depends on the function: on a
-``lax.scan`` HMM the split was measured faster than the fused call, on a diffrax ODE solve
-(whose residuals are the solver's checkpoints) slower. Both give the same numbers, so the
-Ops time both on their first evaluation at given input shapes and keep the faster.
+A value-and-grad of a JAX function can run as one fused XLA program, as a forward program
+keeping the VJP residuals followed by a backward program, or as a plain forward program
+followed by a gradient-only one (``_vjp.py``); a whole absorbed graph can run with its
+wrapped functions' gradients as built or fused into its forward passes (``_absorb.py``).
+Which is cheaper depends on the function: on some ``lax.scan`` HMMs the split was measured
+faster than the fused call, on a diffrax ODE solve slower. All give the same numbers, so a
+:class:`Race` times them on the calls a sampler makes anyway:
 
-Only functions slow enough for the difference to matter are timed (the first plan must
-take at least :data:`MEASURE_ABOVE_S`): for cheap ones the extra compilation would cost
-more than the measurement could save.
+1. the first call runs the default plan alone: the only program compiled before the first
+   answer, which costs what ``jax.jit(jax.value_and_grad(f))`` costs a pure-JAX user;
+2. the second call times the default; if it takes less than :data:`MEASURE_ABOVE_S`, it is
+   kept (a faster alternative could not repay its compilation);
+3. otherwise one background thread compiles the alternatives (running each once on a copy
+   of that call's arguments), while the calls go on with the default;
+4. the next :data:`_ROUNDS` calls each time every plan once on their own arguments,
+   interleaved, so a busy machine disturbs all alike; the plan with the best time wins and
+   runs every later call.
+
+``PYMC_JAXOPS_TIME_PLANS=off`` keeps the default without timing. The choice is remembered
+on the Op (per input shapes) and travels with it to a chain process on this machine
+(``_ops.for_this_machine``).
 """
 
 from __future__ import annotations
 
+import functools
+import logging
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import jax
+import numpy as np
 
 from pymc_jaxops import _config
+from pymc_jaxops._jit import jitted
+from pymc_jaxops._vjp import Backward, ForwardWithResiduals, GradOnly, ValueAndGrad
+from pymc_jaxops.precision import run_in
 
-__all__ = ["MEASURE_ABOVE_S", "fastest"]
+__all__ = ["MEASURE_ABOVE_S", "PLANS", "GradientPlans", "Race", "specs_of"]
+
+_logger = logging.getLogger("pymc_jaxops")
 
 MEASURE_ABOVE_S = 100e-6
-"""Time the alternative plan only when the default one takes at least this long."""
+"""Time the alternative plans only when the default one takes at least this long."""
 
 _ROUNDS = 3
+
+Thunks = Callable[[tuple], dict[str, Callable[[], object]]]
+"""Given a call's arguments, one zero-argument call per plan, running that whole plan."""
 
 
 def _seconds(run: Callable[[], object]) -> float:
@@ -35,29 +59,219 @@ def _seconds(run: Callable[[], object]) -> float:
     return time.perf_counter() - t0
 
 
-def fastest(default: str, plans: dict[str, Callable[[], object]]) -> str:
-    """The name of the fastest plan (each a zero-argument call running the whole plan).
+def _own_copy(args: tuple) -> tuple:
+    # PyTensor may write the next call's values into these NumPy buffers.
+    return tuple(a.copy() if isinstance(a, np.ndarray) else a for a in args)
 
-    ``default`` runs first (compiling it) and is kept without timing the others when it is
-    already cheaper than :data:`MEASURE_ABOVE_S`. Rounds are interleaved and the best of
-    each is compared, so a busy machine disturbs both plans alike.
+
+class Race:
+    """The fastest of equivalent plans, chosen while the calls go on (see the module docstring).
+
+    Parameters
+    ----------
+    default : str
+        The plan that answers until another has been timed faster.
+    names : sequence of str
+        Every plan, ``default`` included.
+    winner : str, optional
+        A choice made before (in the process that pickled the Op, say): no timing.
 
     Examples
     --------
     >>> import time
-    >>> fastest("slow", {"slow": lambda: time.sleep(0.01), "quick": lambda: None})
+    >>> race = Race("slow", ["slow", "quick"])
+    >>> plans = {"slow": lambda: time.sleep(0.002), "quick": lambda: None}
+    >>> def thunks(args):
+    ...     return plans
+    >>> for _ in range(6):
+    ...     plan = race.plan((), thunks)
+    ...     race.wait(timeout=10)
+    >>> race.winner
     'quick'
-    >>> fastest("cheap", {"cheap": lambda: None, "other": lambda: time.sleep(1)})
-    'cheap'
     """
-    run_default = plans[default]
-    run_default()
-    if not _config.time_plans() or _seconds(run_default) < MEASURE_ABOVE_S:
-        return default
-    for run in plans.values():
-        run()  # compile
-    best = dict.fromkeys(plans, float("inf"))
-    for _ in range(_ROUNDS):
-        for name, run in plans.items():
-            best[name] = min(best[name], _seconds(run))
-    return min(best, key=lambda name: best[name])
+
+    def __init__(self, default: str, names: Sequence[str], winner: str | None = None):
+        self.default = default
+        self.names = tuple(names)
+        self.winner: str | None = winner if winner in self.names else None
+        if len(self.names) == 1:
+            self.winner = default
+        self._calls = 0
+        self._rounds = 0
+        self._best = dict.fromkeys(self.names, float("inf"))
+        self._ready: list[str] = [default]
+        self._warming: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def plan(self, args: tuple, thunks: Thunks) -> str:
+        """The plan to answer this call with; may first time the plans on ``args``."""
+        if self.winner is not None:
+            return self.winner
+        # A call that finds another one timing (a chain thread) answers with the default.
+        if self._lock.acquire(blocking=False):
+            try:
+                self._step(args, thunks)
+            finally:
+                self._lock.release()
+        return self.winner or self.default
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait for the background compilation, if one runs (tests, benchmarks)."""
+        thread = self._warming
+        if thread is not None:
+            thread.join(timeout)
+
+    def _step(self, args: tuple, thunks: Thunks) -> None:
+        self._calls += 1
+        if self._calls == 1:
+            return  # the caller's own call compiles the default
+        if not _config.time_plans():
+            self.winner = self.default
+            return
+        if self._calls == 2:
+            if self._time(self.default, thunks(args)[self.default]) < MEASURE_ABOVE_S:
+                self.winner = self.default
+            else:
+                self._warm_up(thunks(_own_copy(args)))
+            return
+        if self._warming is not None and self._warming.is_alive():
+            return
+        if len(self._ready) == 1:
+            self.winner = self.default  # no alternative compiled
+            return
+        runs = thunks(args)
+        for name in self._ready:
+            self._best[name] = min(self._best[name], self._time(name, runs[name]))
+        self._rounds += 1
+        if self._rounds >= _ROUNDS:
+            self.winner = min(self._ready, key=lambda name: self._best[name])
+
+    def _time(self, name: str, run: Callable[[], object]) -> float:
+        """Seconds ``run`` (the whole plan ``name``) takes."""
+        return _seconds(run)
+
+    def _warm_up(self, runs: dict[str, Callable[[], object]]) -> None:
+        def compile_alternatives() -> None:
+            for name in self.names:
+                if name == self.default:
+                    continue
+                try:
+                    jax.block_until_ready(runs[name]())
+                except Exception as error:  # the plan cannot run here: leave it out
+                    _logger.debug("pymc_jaxops: plan %r left out: %s", name, error)
+                    continue
+                self._ready.append(name)
+
+        # Not a daemon: a compilation cut short by the interpreter's exit could crash it.
+        self._warming = threading.Thread(
+            target=compile_alternatives, name="pymc_jaxops-plans", daemon=False
+        )
+        self._warming.start()
+
+
+def specs_of(values: Sequence) -> tuple:
+    """``(shape, dtype)`` of each value: what a plan is chosen for."""
+    return tuple(
+        (tuple(np.shape(v)), np.dtype(getattr(v, "dtype", None) or np.asarray(v).dtype).str)
+        for v in values
+    )
+
+
+class GradientPlans:
+    """The jitted programs of one gradient at given primal shapes, each built on first use.
+
+    ``run(name)`` is ``(*primals, *cotangents) -> (*outputs, *input cotangents)`` by the
+    plan ``"fused"``, ``"split"`` or ``"two calls"`` (see ``_vjp.py``).
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> import numpy as np
+    >>> def f(x):
+    ...     return (jnp.sin(x),)
+    >>> plans = GradientPlans(f, (True,), (True,), True, specs_of([np.zeros(3)]))
+    >>> x, ct = np.array([0.0, 1.0, 2.0]), np.ones(3)
+    >>> runs = [plans.run(name)(x, ct) for name in PLANS]
+    >>> all(np.allclose(r[1], np.cos(x)) for r in runs)
+    True
+    """
+
+    def __init__(self, fn: Callable, ct_mask: tuple, wrt_mask: tuple, mode: bool, specs: tuple):
+        self.fn, self.ct_mask, self.wrt_mask = fn, tuple(ct_mask), tuple(wrt_mask)
+        self.mode, self.specs = mode, specs
+        self.n_in = len(specs)
+        self._built: dict[str, Callable] = {}
+        self._lock = threading.Lock()  # built from a background thread too (Race)
+
+    def _get(self, what: str, build: Callable[[], Callable]) -> Callable:
+        try:
+            return self._built[what]
+        except KeyError:
+            with self._lock:
+                return self._built.setdefault(what, build())
+
+    @property
+    def fused(self) -> Callable:
+        return self._get("fused", lambda: jitted(self._value_and_grad(), self.mode))
+
+    @property
+    def forward(self) -> Callable:
+        return self._get("forward", lambda: jitted(self.fn, self.mode))
+
+    @property
+    def grad_only(self) -> Callable:
+        return self._get(
+            "grad only", lambda: jitted(GradOnly(self._value_and_grad(), self._n_out), self.mode)
+        )
+
+    @property
+    def with_residuals(self) -> Callable:
+        return self._get("with residuals", lambda: jitted(self._forward(), self.mode))
+
+    @property
+    def backward(self) -> Callable:
+        """``(*residuals, flag, *cotangents) -> input cotangents``."""
+
+        def build() -> Callable:
+            n_res = len(jax.eval_shape(self._forward(), *self._structs())) - self._n_out - 1
+            bwd = Backward(self.fn, self.n_in, n_res, self.ct_mask, self.wrt_mask)
+            from_specs = run_in(self.mode, jax.jit(bwd.from_specs, static_argnums=0))
+            return functools.partial(from_specs, self.specs)
+
+        return self._get("backward", build)
+
+    def run(self, name: str) -> Callable:
+        """The whole plan ``name`` as one callable."""
+        n_in = self.n_in
+        if name == "fused":
+            return self.fused
+        if name == "two calls":
+
+            def two_calls(*args):
+                return (*self.forward(*args[:n_in]), *self.grad_only(*args))
+
+            return two_calls
+
+        def split(*args):
+            res = self.with_residuals(*args[:n_in])
+            n_out = self._n_out
+            return (*res[:n_out], *self.backward(*res[n_out:], *args[n_in:]))
+
+        return split
+
+    @functools.cached_property
+    def _n_out(self) -> int:
+        return len(jax.eval_shape(self.fn, *self._structs()))
+
+    def _value_and_grad(self) -> ValueAndGrad:
+        return ValueAndGrad(self.fn, self.n_in, self.ct_mask, self.wrt_mask)
+
+    def _forward(self) -> ForwardWithResiduals:
+        return ForwardWithResiduals(self.fn, self.ct_mask, self.wrt_mask)
+
+    def _structs(self) -> list:
+        return [jax.ShapeDtypeStruct(*s) for s in self.specs]
+
+
+PLANS = ("fused", "split", "two calls")
+"""The plans of a gradient, the default first."""

@@ -17,9 +17,7 @@ emitted there.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import cast
 
 import jax
@@ -27,122 +25,17 @@ import jax.numpy as jnp
 import numpy as np
 from pytensor.tensor.type import TensorType
 
-from pymc_jaxops._ops import JaxOp, JaxValueAndGradOp, _jitted
-from pymc_jaxops._plans import fastest
+from pymc_jaxops._ops import JaxOp, JaxValueAndGradOp
+from pymc_jaxops._plans import GradientPlans, Race, specs_of
 from pymc_jaxops._shapes import OutputSignature, infer_outputs
+from pymc_jaxops._vjp import Backward, ForwardWithResiduals
 from pymc_jaxops.precision import run_in
 
-__all__ = ["JaxBackwardOp", "JaxForwardOp", "split_value_and_grad", "value_and_grad_plan"]
-
-
-def _vjp(fn: Callable, primals: Sequence, ct_mask, wrt_mask):
-    """``(outs, vjp)`` of ``fn`` w.r.t. the inputs in ``wrt_mask``, outputs in ``ct_mask``."""
-    wrt = [i for i, w in enumerate(wrt_mask) if w]
-
-    def restricted(*diff_args):
-        full = list(primals)
-        for i, value in zip(wrt, diff_args, strict=True):
-            full[i] = value
-        outs = fn(*full)
-        return tuple(o for o, m in zip(outs, ct_mask, strict=True) if m), outs
-
-    _, vjp, outs = jax.vjp(restricted, *[primals[i] for i in wrt], has_aux=True)
-    return outs, vjp
-
-
-@dataclass(frozen=True)
-class _ForwardWithResiduals:
-    """``primals -> (*outputs, *residuals, plan)``: a forward pass keeping what reverse needs."""
-
-    fn: Callable
-    ct_mask: tuple[bool, ...]
-    wrt_mask: tuple[bool, ...]
-
-    @property
-    def __name__(self) -> str:
-        return f"forward({getattr(self.fn, '__name__', 'jax_fn')})"
-
-    def __call__(self, *primals):
-        outs, vjp = _vjp(self.fn, primals, self.ct_mask, self.wrt_mask)
-        return (*outs, *jax.tree.leaves(vjp), jnp.int8(0))
-
-
-@dataclass(frozen=True)
-class _Backward:
-    """``(*primals, *residuals, plan, *cotangents) -> input cotangents``, no forward pass.
-
-    The primals are only looked at for their shapes and dtypes (XLA drops them).
-    """
-
-    fn: Callable
-    n_in: int
-    n_res: int
-    ct_mask: tuple[bool, ...]
-    wrt_mask: tuple[bool, ...]
-
-    @property
-    def __name__(self) -> str:
-        return f"backward({getattr(self.fn, '__name__', 'jax_fn')})"
-
-    def __call__(self, *args):
-        primals = args[: self.n_in]
-        specs = tuple((tuple(jnp.shape(p)), jnp.result_type(p).str) for p in primals)
-        return self.from_specs(specs, *args[self.n_in :])
-
-    def from_specs(self, specs: tuple, *args):
-        """The backward pass given only the primals' ``(shape, dtype)`` (a static argument).
-
-        ``args`` are the residuals, then the plan flag (ignored: only the split plan runs
-        inside one JAX program), then the cotangents.
-        """
-        residuals, cotangents = args[: self.n_res], args[self.n_res + 1 :]
-        captured = {}
-
-        def structure(*p):
-            outs, vjp = _vjp(self.fn, p, self.ct_mask, self.wrt_mask)
-            captured["treedef"] = jax.tree.structure(vjp)
-            return outs
-
-        out_structs = jax.eval_shape(structure, *(jax.ShapeDtypeStruct(*s) for s in specs))
-        vjp = jax.tree.unflatten(captured["treedef"], residuals)
-        # PyTensor hands float64 cotangents to float32 outputs (and back): JAX wants exact
-        # dtypes on both sides.
-        connected = [o for o, m in zip(out_structs, self.ct_mask, strict=True) if m]
-        cts = tuple(jnp.asarray(c, o.dtype) for c, o in zip(cotangents, connected, strict=True))
-        wrt = [s for s, w in zip(specs, self.wrt_mask, strict=True) if w]
-        return tuple(jnp.asarray(g, s[1]) for g, s in zip(vjp(cts), wrt, strict=True))
-
-
-@dataclass(frozen=True)
-class _GradOnly:
-    """A value-and-grad function's input cotangents alone: XLA drops what only the outputs need.
-
-    With a plain forward call for the outputs, this is the two-call plan of
-    ``pytensor.wrap_jax``; on some ``lax.scan`` functions it is the fastest.
-    """
-
-    value_and_grad: Callable
-    n_out: int
-
-    def __call__(self, *args):
-        return self.value_and_grad(*args)[self.n_out :]
-
-
-def _grad_only(vg: JaxValueAndGradOp) -> Callable:
-    # Kept on the Op: hashing the function value on every call would cost microseconds.
-    try:
-        return vg.__dict__["_grad"]
-    except KeyError:
-        fn = vg.__dict__["_grad"] = _jitted(_GradOnly(vg.fn, vg.n_primal_outputs), vg.x64_mode)
-        return fn
+__all__ = ["JaxBackwardOp", "JaxForwardOp", "split_value_and_grad"]
 
 
 _SPLIT, _TWO_CALLS = 0, 1  # values of the plan flag the forward Op hands to the backward Op
 _FLAG = TensorType("int8", shape=())
-
-
-def _specs(primals) -> tuple:
-    return tuple((tuple(np.shape(p)), np.asarray(p).dtype.str) for p in primals)
 
 
 class JaxForwardOp(JaxOp):
@@ -162,7 +55,7 @@ class JaxForwardOp(JaxOp):
         self.base = base
         self.ct_mask = tuple(ct_mask)
         self.wrt_mask = tuple(wrt_mask)
-        fn = _ForwardWithResiduals(base.fn, self.ct_mask, self.wrt_mask)
+        fn = ForwardWithResiduals(base.fn, self.ct_mask, self.wrt_mask)
         traced = infer_outputs(fn, base.input_types)
         n_out = len(base.output_types)
         if tuple(t.dtype for t in traced.types[:n_out]) != tuple(
@@ -189,30 +82,49 @@ class JaxForwardOp(JaxOp):
 
     def value_and_grad_op(self) -> JaxValueAndGradOp:
         """The fused Op of the same gradient (built once: it sits on the per-call path)."""
-        try:
-            return self.__dict__["_vg"]
-        except KeyError:
-            vg = self.__dict__["_vg"] = JaxValueAndGradOp(self.base, self.ct_mask, self.wrt_mask)
-            return vg
+        runtime = self.runtime
+        if runtime.value_and_grad is None:
+            runtime.value_and_grad = JaxValueAndGradOp(self.base, self.ct_mask, self.wrt_mask)
+        return runtime.value_and_grad
 
     @property
     def _placeholders(self) -> tuple[np.ndarray, ...]:
         # Empty residuals of the declared ranks and dtypes, for the two-call plan.
-        try:
-            return self.__dict__["_empty"]
-        except KeyError:
+        runtime = self.runtime
+        if runtime.placeholders is None:
             types = self.output_types[len(self.base.output_types) : -1]
-            empty = tuple(np.zeros((0,) * t.ndim, t.dtype) for t in types)
-            self.__dict__["_empty"] = empty
-            return empty
+            runtime.placeholders = tuple(np.zeros((0,) * t.ndim, t.dtype) for t in types)
+        return runtime.placeholders
+
+    def gradient_plans(self, specs: tuple) -> GradientPlans:
+        """The jitted programs of this gradient at these primal specs (shared with the
+        backward Op)."""
+        runtime = self.runtime
+        plans = runtime.plans.get(specs)
+        if plans is None:
+            plans = runtime.plans.setdefault(
+                specs,
+                GradientPlans(self.base.fn, self.ct_mask, self.wrt_mask, self.x64_mode, specs),
+            )
+        return plans
 
     def plan(self, inputs) -> int:
-        """The plan for these inputs' shapes: timed once, then remembered (see ``_ops.py``)."""
-        chosen = self.__dict__.setdefault("_chosen", {})
-        specs = _specs(inputs)
-        if specs not in chosen:
-            chosen[specs] = self._choose(inputs, specs) if self._fits(specs) else _TWO_CALLS
-        return chosen[specs]
+        """The plan for these inputs' shapes: timed while the calls go on (``_plans.py``)."""
+        runtime = self.runtime
+        specs = specs_of(inputs)
+        settled = runtime.settled.get(specs)
+        if settled is not None:
+            return settled
+        race = runtime.races.get(specs)
+        if race is None:
+            names = ("split", "two calls") if self._fits(specs) else ("two calls",)
+            race = runtime.races[specs] = Race(names[0], names, self.chosen.get(specs))
+        name = race.plan(tuple(inputs), lambda args: self._thunks(args, specs))
+        flag = _SPLIT if name == "split" else _TWO_CALLS
+        if race.winner is not None:
+            self.chosen[specs] = race.winner
+            runtime.settled[specs] = flag
+        return flag
 
     def _fits(self, specs) -> bool:
         """Whether the residuals at these concrete shapes are those the graph declares.
@@ -231,24 +143,16 @@ class JaxForwardOp(JaxOp):
             for r, t in zip(residuals, declared, strict=True)
         )
 
-    def _choose(self, inputs, specs) -> int:
-        n_out = len(self.base.output_types)
-        backward = JaxBackwardOp(self)
+    def _thunks(self, inputs: tuple, specs: tuple) -> dict[str, Callable[[], object]]:
+        """Both plans as whole passes (forward and backward) on ``inputs``."""
+        plans = self.gradient_plans(specs)
         outs = jax.eval_shape(self.base.fn, *(jax.ShapeDtypeStruct(*s) for s in specs))
         # Cotangents of the right shapes; the cost of the pullback does not depend on them.
         cts = [jnp.ones(o.shape, o.dtype) for o, m in zip(outs, self.ct_mask, strict=True) if m]
-        grads = _grad_only(self.value_and_grad_op())
-        bwd = backward.jitted_from_specs
-
-        def split():
-            res = self.jitted(*inputs)[n_out:]  # with the flag
-            return bwd(specs, *res, *cts)
-
-        def two_calls():
-            return self.base.jitted(*inputs), grads(*inputs, *cts)
-
-        best = fastest("split", {"split": split, "two calls": two_calls})
-        return _SPLIT if best == "split" else _TWO_CALLS
+        return {
+            "split": lambda: plans.run("split")(*inputs, *cts),
+            "two calls": lambda: plans.run("two calls")(*inputs, *cts),
+        }
 
     def perform(self, node, inputs, output_storage):
         n_out = len(self.base.output_types)
@@ -293,7 +197,7 @@ class JaxBackwardOp(JaxOp):
         residual_types: tuple[TensorType, ...] = forward.output_types[n_out:-1]
         cotangent_types = [t for t, m in zip(base.output_types, forward.ct_mask, strict=True) if m]
         super().__init__(
-            _Backward(
+            Backward(
                 base.fn, len(base.input_types), len(residual_types), forward.ct_mask,
                 forward.wrt_mask,
             ),
@@ -310,14 +214,13 @@ class JaxBackwardOp(JaxOp):
 
     @property
     def jitted_from_specs(self) -> Callable:
-        try:
-            return self.__dict__["_jit_specs"]
-        except KeyError:
-            fn = run_in(
-                self.x64_mode, jax.jit(cast(_Backward, self.fn).from_specs, static_argnums=0)
+        runtime = self.runtime
+        if runtime.backward_from_specs is None:
+            from_specs = cast(Backward, self.fn).from_specs
+            runtime.backward_from_specs = run_in(
+                self.x64_mode, jax.jit(from_specs, static_argnums=0)
             )
-            self.__dict__["_jit_specs"] = fn
-            return fn
+        return runtime.backward_from_specs
 
     def perform(self, node, inputs, output_storage):
         n_in, n_res = self.fn.n_in, self.fn.n_res
@@ -326,10 +229,10 @@ class JaxBackwardOp(JaxOp):
         cotangents = inputs[n_in + n_res + 1 :]
         if flag == _SPLIT:
             grads = self.jitted_from_specs(
-                _specs(primals), *inputs[n_in : n_in + n_res + 1], *cotangents
+                specs_of(primals), *inputs[n_in : n_in + n_res + 1], *cotangents
             )
         else:
-            grads = _grad_only(self.forward.value_and_grad_op())(*primals, *cotangents)
+            grads = self.forward.gradient_plans(specs_of(primals)).grad_only(*primals, *cotangents)
         for storage, value in zip(output_storage, grads, strict=True):
             storage[0] = np.array(value)
 
@@ -366,56 +269,3 @@ def split_value_and_grad(vg: JaxValueAndGradOp) -> tuple[JaxForwardOp, JaxBackwa
     except Exception:
         return None
     return forward, JaxBackwardOp(forward)
-
-
-def value_and_grad_plan(vg: JaxValueAndGradOp, inputs: Sequence) -> Callable:
-    """How ``vg`` runs at these input shapes: the fastest of three equivalent plans.
-
-    Its fused call; a forward pass keeping residuals + a backward pass; or a plain forward
-    pass + a gradient-only call (``pytensor.wrap_jax``'s plan).
-
-    Chosen by timing them on the first call (``_plans.py``) and remembered on the Op; a chain
-    process gets the choice with the Op (``ops.for_this_machine``) and compiles only that plan.
-    """
-    plans = vg.__dict__.setdefault("_plans", {})
-    specs = _specs(inputs)
-    try:
-        return plans[specs]
-    except KeyError:
-        pass
-    fused = vg.jitted
-    run = fused
-    if any(vg.wrt_mask):
-        n_in, n_out = vg.n_primal_inputs, vg.n_primal_outputs
-        primal_specs = specs[:n_in]
-        built: dict[str, Callable] = {}
-
-        def split(*args):
-            # Traced and compiled only if chosen, or if the fused call is slow enough to be
-            # raced.
-            if not built:
-                forward = _ForwardWithResiduals(vg.base.fn, vg.ct_mask, vg.wrt_mask)
-                structs = (jax.ShapeDtypeStruct(*s) for s in primal_specs)
-                n_res = len(jax.eval_shape(forward, *structs)) - n_out - 1
-                backward = _Backward(vg.base.fn, n_in, n_res, vg.ct_mask, vg.wrt_mask)
-                built["fwd"] = _jitted(forward, vg.x64_mode)
-                built["bwd"] = run_in(vg.x64_mode, jax.jit(backward.from_specs, static_argnums=0))
-            res = built["fwd"](*args[:n_in])
-            return (*res[:n_out], *built["bwd"](primal_specs, *res[n_out:], *args[n_in:]))
-
-        plain, grads = vg.base.jitted, _grad_only(vg)
-
-        def two_calls(*args):
-            return (*plain(*args[:n_in]), *grads(*args))
-
-        runs = {"fused": fused, "split": split, "two calls": two_calls}
-        # Chosen in the process that pickled this Op for a chain process (_ops.py), or here.
-        chosen = vg.__dict__.setdefault("_chosen", {})
-        if chosen.get(specs) not in runs:
-            candidates: dict[str, Callable[[], object]] = {
-                name: functools.partial(r, *inputs) for name, r in runs.items()
-            }
-            chosen[specs] = fastest("fused", candidates)
-        run = runs[chosen[specs]]
-    plans[specs] = run
-    return run

@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import jax.numpy as jnp
 import numpy as np
 
-from pymc_jaxops._ops import JaxOp
-from pymc_jaxops._residuals import JaxForwardOp
+from pymc_jaxops._ops import JaxOp, JaxValueAndGradOp
+from pymc_jaxops._residuals import JaxBackwardOp, JaxForwardOp
 from pymc_jaxops._upstream.pytensor import object_mode_impl, register_dispatch
+from pymc_jaxops._vjp import PlanSwitch, TwoCalls, TwoCallsBackward, ValueAndGrad
 from pymc_jaxops.precision import require_x64
+
+
+def _by_plan(op: JaxOp):
+    """What the JAX trace of ``op`` runs: its function, or under the two-call plan
+    (``_vjp.PLAN``) a gradient's forward and gradient-only passes."""
+    if isinstance(op, JaxValueAndGradOp) and any(op.wrt_mask):
+        return PlanSwitch(op.fn, TwoCalls(cast(ValueAndGrad, op.fn)))
+    if isinstance(op, JaxBackwardOp):
+        fwd = op.forward
+        fused = ValueAndGrad(fwd.base.fn, len(fwd.base.input_types), fwd.ct_mask, fwd.wrt_mask)
+        return PlanSwitch(op.fn, TwoCallsBackward(fused, fwd.n_residuals))
+    return op.fn
 
 
 def _jax_funcify_jax_op(op: JaxOp, **kwargs):
     # The un-jitted function: the JAX linker (numpyro, blackjax, nutpie) jits the whole
     # model graph at once, so XLA sees through our Op.
-    fn = op.fn
+    fn = _by_plan(op)
     dtypes = [t.dtype for t in (*op.input_types, *op.output_types)]
     out_dtypes = [t.dtype for t in op.output_types]
     what = f"JAX function {op.name!r}"

@@ -61,14 +61,3 @@ def test_every_error_class_is_exported_at_the_top_level():
     for name in errors.__all__:
         assert getattr(pymc_jaxops, name) is getattr(errors, name)
         assert name in pymc_jaxops.__all__
-
-
-def test_time_plans_off_keeps_the_default_plan_untimed(monkeypatch):
-    import time
-
-    from pymc_jaxops._plans import fastest
-
-    plans = {"slow": lambda: time.sleep(0.002), "quick": lambda: None}
-    assert fastest("slow", plans) == "quick"
-    monkeypatch.setenv("PYMC_JAXOPS_TIME_PLANS", "off")
-    assert fastest("slow", plans) == "slow"

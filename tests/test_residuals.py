@@ -99,7 +99,7 @@ def test_normal_likelihood_on_output_runs_one_forward_and_one_backward_pass(
     rng, mode, monkeypatch
 ):
     # Plan timing off: on a busy machine it may rightly pick the two-call plan.
-    monkeypatch.setattr("pymc_jaxops._plans.MEASURE_ABOVE_S", float("inf"))
+    monkeypatch.setenv("PYMC_JAXOPS_TIME_PLANS", "off")
     data = _data(rng)
     fn = _model(data).logp_dlogp_function(ravel_inputs=True, mode=mode)
     fn.set_extra_values({})
@@ -184,7 +184,7 @@ def test_set_data_with_new_length(rng):
 @pytest.mark.parametrize("mode", [C_VM, None, "JAX"], ids=["C", "absorbed", "JAX"])
 def test_vectorized_likelihood_on_output(rng, mode, monkeypatch):
     # The vectorized value-and-grad pairs with the vectorized forward pass: one of each.
-    monkeypatch.setattr("pymc_jaxops._plans.MEASURE_ABOVE_S", float("inf"))
+    monkeypatch.setenv("PYMC_JAXOPS_TIME_PLANS", "off")
     data = _data(rng)
     x = pt.vector("x", shape=(2,))
     cost = -0.5 * pt.sum((data - trajectory(x, T)) ** 2)
@@ -251,11 +251,21 @@ def test_compiled_split_function_pickles_into_fresh_process(rng, mode):
     np.testing.assert_allclose(got, [value, *grad], rtol=1e-12)
 
 
+def _force_plan(monkeypatch, name):
+    """Every race made from now on starts with ``name`` chosen, as if timed before."""
+    from pymc_jaxops import _plans
+
+    original = _plans.Race.__init__
+
+    def init(self, default, names, winner=None):
+        original(self, default, names, name if name in names else winner)
+
+    monkeypatch.setattr(_plans.Race, "__init__", init)
+
+
 def test_two_call_plan_when_timed_faster(rng, monkeypatch):
     # Force the timing to prefer "forward now, fused value-and-grad later": same numbers.
-    from pymc_jaxops import _residuals as residuals
-
-    monkeypatch.setattr(residuals, "fastest", lambda default, plans: "two calls")
+    _force_plan(monkeypatch, "two calls")
     data = _data(rng)
     x = pt.vector("x", shape=(2,))
     cost = -0.5 * pt.sum((data - trajectory(x, T)) ** 2)
@@ -273,76 +283,59 @@ def test_two_call_plan_when_timed_faster(rng, monkeypatch):
     np.testing.assert_allclose(grad, jax.grad(ref)(xv), rtol=1e-13)
 
 
+def _fresh_runtime(op):
+    # Ops are shared values: forget what an earlier test chose and built.
+    op.__dict__.pop("_runtime", None)
+    op.__dict__.pop("_chosen", None)
+
+
 def test_linear_consumer_split_plan_when_timed_faster(rng, monkeypatch):
     # A Potential-like cost fuses into one value-and-grad node; if the split is measured
     # faster, that node runs forward + backward passes instead, with the same numbers.
-    from pymc_jaxops import _residuals as residuals
-
     x = pt.vector("x", shape=(2,))
     cost = pt.sum(trajectory(x, T))
     outs = [cost, pt.grad(cost, x)]
     fused = pytensor.function([x], outs)
     xv = np.array([0.7, -0.4])
     want = fused(xv)
-    monkeypatch.setattr(residuals, "fastest", lambda default, plans: "split")
+    _force_plan(monkeypatch, "split")
     split = pytensor.function([x], outs)
     assert [type(op) for op in _jax_nodes(split)] == [JaxValueAndGradOp]
     (node,) = [n for n in split.maker.fgraph.apply_nodes if isinstance(n.op, JaxOp)]
-    for key in ("_plans", "_chosen"):  # ops are shared values: forget the fused plan
-        node.op.__dict__.pop(key, None)
+    _fresh_runtime(node.op)
     PASSES.update(forward=0, backward=0)
     got = split(xv)
     assert PASSES == {"forward": 1, "backward": 1}
     for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-13)
-    assert node.op.__dict__["_plans"]
-    assert "split" in next(iter(node.op.__dict__["_plans"].values())).__name__
-
-
-def test_fastest_keeps_cheap_default_and_times_the_rest():
-    import time
-
-    from pymc_jaxops._plans import fastest
-
-    calls = {"a": 0, "b": 0}
-
-    def plan(name, seconds):
-        def run():
-            calls[name] += 1
-            if seconds:
-                time.sleep(seconds)
-
-        return run
-
-    assert fastest("a", {"a": plan("a", 0.0), "b": plan("b", 0.0)}) == "a"
-    assert calls["b"] == 0  # a cheap default is not raced
-    assert fastest("a", {"a": plan("a", 0.02), "b": plan("b", 0.001)}) == "b"
+    assert list(node.op.chosen.values()) == ["split"]
 
 
 def test_chosen_plan_travels_only_to_processes_on_this_machine(monkeypatch):
     # A chain process gets the parent's choice with the Op and compiles only that plan;
     # any other unpickling times the plans again (another machine may prefer another one).
-    from pymc_jaxops import _residuals as residuals
+    from pymc_jaxops import _plans
     from pymc_jaxops._ops import for_this_machine
 
     x = pt.vector("x", shape=(2,))
     cost = pt.sum(trajectory(x, T))
-    monkeypatch.setattr(residuals, "fastest", lambda default, plans: "split")
+    _force_plan(monkeypatch, "split")
     f = pytensor.function([x], [cost, pt.grad(cost, x)])
     (node,) = [n for n in f.maker.fgraph.apply_nodes if isinstance(n.op, JaxOp)]
-    for key in ("_plans", "_chosen"):  # ops are shared values: forget an earlier plan
-        node.op.__dict__.pop(key, None)
+    _fresh_runtime(node.op)
     xv = np.array([0.7, -0.4])
     want = f(xv)
-    assert list(node.op.__dict__["_chosen"].values()) == ["split"]
+    assert list(node.op.chosen.values()) == ["split"]
     assert "_chosen" not in pickle.loads(pickle.dumps(node.op)).__dict__
     with for_this_machine():
         clone = pickle.loads(pickle.dumps(f))
 
-    def timed_again(default, plans):
+    monkeypatch.undo()  # races start undecided again: the clone must bring its choice
+
+    def timed_again(self, *args):
         raise AssertionError("the plans were timed again")
 
-    monkeypatch.setattr(residuals, "fastest", timed_again)
+    monkeypatch.setattr(_plans.Race, "_step", timed_again)
     PASSES.update(forward=0, backward=0)
     got = clone(xv)
     assert PASSES == {"forward": 1, "backward": 1}  # the split plan ran

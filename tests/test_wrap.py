@@ -15,7 +15,7 @@ import pytensor.tensor as pt
 import pytest
 from pytensor.gradient import verify_grad
 
-from pymc_jaxops import _ops as ops
+from pymc_jaxops import _jit as ops
 from pymc_jaxops import as_pytensor_op, clear_caches, wrap
 from pymc_jaxops._ops import JaxOp
 

@@ -1,0 +1,215 @@
+"""The pure-JAX functions a gradient plan is made of, each a hashable callable.
+
+A wrapped function's gradient can run as one fused program (:class:`ValueAndGrad`), as a
+forward pass keeping JAX's VJP residuals followed by a backward pass consuming them
+(:class:`ForwardWithResiduals`, :class:`Backward`), or as a plain forward pass followed by
+a gradient-only call (:class:`GradOnly`, the plan of ``pytensor.wrap_jax``). All three give
+the same numbers; ``_plans.py`` times them and keeps the fastest. The Ops of ``_ops.py``
+and ``_residuals.py`` wrap these functions; JAX mode inlines them into the model's trace.
+
+PyTensor may hand a cotangent in another dtype than its output's (a float64 cotangent of a
+float32 output, say) and expects each gradient in its input's dtype: the casts both ways
+live here, once.
+
+Examples
+--------
+>>> import jax.numpy as jnp
+>>> from pymc_jaxops._vjp import ValueAndGrad
+>>> def f(x):
+...     return (jnp.sum(x**2),)
+>>> value, grad = ValueAndGrad(f, 1, (True,), (True,))(jnp.array([1.0, 2.0]), 1.0)
+>>> float(value), grad.tolist()
+(5.0, [2.0, 4.0])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+
+__all__ = [
+    "PLAN",
+    "Backward",
+    "ForwardWithResiduals",
+    "GradOnly",
+    "PlanSwitch",
+    "TwoCalls",
+    "TwoCallsBackward",
+    "ValueAndGrad",
+]
+
+PLAN: ContextVar[str] = ContextVar("pymc_jaxops_plan", default="fused")
+"""The plan a trace made now inlines for a gradient: ``"fused"`` or ``"two calls"``
+(``_absorb.py`` traces a whole graph under each to time them)."""
+
+
+def _restricted_vjp(fn: Callable, primals: Sequence, ct_mask, wrt_mask):
+    """``(outs, vjp)`` of ``fn`` w.r.t. the inputs in ``wrt_mask``, outputs in ``ct_mask``.
+
+    JAX never builds the VJP of what nobody asked for.
+    """
+    wrt = [i for i, w in enumerate(wrt_mask) if w]
+
+    def restricted(*diff_args):
+        full = list(primals)
+        for i, value in zip(wrt, diff_args, strict=True):
+            full[i] = value
+        outs = fn(*full)
+        return tuple(o for o, m in zip(outs, ct_mask, strict=True) if m), outs
+
+    _, vjp, outs = jax.vjp(restricted, *[primals[i] for i in wrt], has_aux=True)
+    return outs, vjp
+
+
+def _pull(vjp, cotangents: Sequence, outs: Sequence, ct_mask, wrt_dtypes: Sequence) -> tuple:
+    """Input cotangents from output cotangents, cast as JAX and PyTensor each want them."""
+    connected = [o for o, m in zip(outs, ct_mask, strict=True) if m]
+    cts = tuple(jnp.asarray(c, o.dtype) for c, o in zip(cotangents, connected, strict=True))
+    return tuple(jnp.asarray(g, d) for g, d in zip(vjp(cts), wrt_dtypes, strict=True))
+
+
+def _wrt_dtypes(primals: Sequence, wrt_mask) -> list:
+    return [jnp.result_type(p) for p, w in zip(primals, wrt_mask, strict=True) if w]
+
+
+def _name(what: str, fn: Callable) -> str:
+    return f"{what}({getattr(fn, '__name__', 'jax_fn')})"
+
+
+@dataclass(frozen=True)
+class ValueAndGrad:
+    """``(*primals, *cotangents) -> (*outputs, *input cotangents)`` in one JAX trace.
+
+    Only outputs flagged in ``ct_mask`` receive a cotangent, and only inputs flagged in
+    ``wrt_mask`` are differentiated.
+    """
+
+    fn: Callable
+    n_in: int
+    ct_mask: tuple[bool, ...]
+    wrt_mask: tuple[bool, ...]
+
+    def __call__(self, *args):
+        primals, cotangents = args[: self.n_in], args[self.n_in :]
+        outs, vjp = _restricted_vjp(self.fn, primals, self.ct_mask, self.wrt_mask)
+        grads = _pull(vjp, cotangents, outs, self.ct_mask, _wrt_dtypes(primals, self.wrt_mask))
+        return (*outs, *grads)
+
+
+@dataclass(frozen=True)
+class GradOnly:
+    """A value-and-grad function's input cotangents alone: XLA drops what only the outputs need.
+
+    With a plain forward call for the outputs, this is the two-call plan of
+    ``pytensor.wrap_jax``; on some ``lax.scan`` functions it is the fastest.
+    """
+
+    value_and_grad: Callable
+    n_out: int
+
+    def __call__(self, *args):
+        return self.value_and_grad(*args)[self.n_out :]
+
+
+@dataclass(frozen=True)
+class ForwardWithResiduals:
+    """``primals -> (*outputs, *residuals, plan)``: a forward pass keeping what reverse needs."""
+
+    fn: Callable
+    ct_mask: tuple[bool, ...]
+    wrt_mask: tuple[bool, ...]
+
+    @property
+    def __name__(self) -> str:
+        return _name("forward", self.fn)
+
+    def __call__(self, *primals):
+        outs, vjp = _restricted_vjp(self.fn, primals, self.ct_mask, self.wrt_mask)
+        return (*outs, *jax.tree.leaves(vjp), jnp.int8(0))
+
+
+@dataclass(frozen=True)
+class Backward:
+    """``(*primals, *residuals, plan, *cotangents) -> input cotangents``, no forward pass.
+
+    The primals are only looked at for their shapes and dtypes (XLA drops them). The VJP's
+    pytree structure, which holds the linearized program, comes from an abstract trace
+    (``jax.eval_shape``) at those shapes, so no forward computation is emitted.
+    """
+
+    fn: Callable
+    n_in: int
+    n_res: int
+    ct_mask: tuple[bool, ...]
+    wrt_mask: tuple[bool, ...]
+
+    @property
+    def __name__(self) -> str:
+        return _name("backward", self.fn)
+
+    def __call__(self, *args):
+        primals = args[: self.n_in]
+        specs = tuple((tuple(jnp.shape(p)), jnp.result_type(p).str) for p in primals)
+        return self.from_specs(specs, *args[self.n_in :])
+
+    def from_specs(self, specs: tuple, *args):
+        """The backward pass given only the primals' ``(shape, dtype)`` (a static argument).
+
+        ``args`` are the residuals, then the plan flag (ignored: only the split plan runs
+        inside one JAX program), then the cotangents.
+        """
+        residuals, cotangents = args[: self.n_res], args[self.n_res + 1 :]
+        captured = {}
+
+        def structure(*p):
+            outs, vjp = _restricted_vjp(self.fn, p, self.ct_mask, self.wrt_mask)
+            captured["treedef"] = jax.tree.structure(vjp)
+            return outs
+
+        out_structs = jax.eval_shape(structure, *(jax.ShapeDtypeStruct(*s) for s in specs))
+        vjp = jax.tree.unflatten(captured["treedef"], residuals)
+        wrt_dtypes = [s[1] for s, w in zip(specs, self.wrt_mask, strict=True) if w]
+        return _pull(vjp, cotangents, out_structs, self.ct_mask, wrt_dtypes)
+
+
+@dataclass(frozen=True)
+class TwoCalls:
+    """``value_and_grad``'s outputs by a plain forward pass and its gradients by a
+    gradient-only one: the two-call plan inlined into one trace."""
+
+    value_and_grad: ValueAndGrad
+
+    def __call__(self, *args):
+        vg = self.value_and_grad
+        outs = vg.fn(*args[: vg.n_in])
+        return (*outs, *GradOnly(vg, len(outs))(*args))
+
+
+@dataclass(frozen=True)
+class TwoCallsBackward:
+    """A :class:`Backward`'s input cotangents from the primals alone (its residuals unused,
+    so XLA drops the forward pass that kept them): the two-call plan inlined into one trace."""
+
+    value_and_grad: ValueAndGrad
+    n_res: int
+
+    def __call__(self, *args):
+        vg = self.value_and_grad
+        primals, cotangents = args[: vg.n_in], args[vg.n_in + self.n_res + 1 :]
+        return vg(*primals, *cotangents)[-sum(vg.wrt_mask) :]
+
+
+@dataclass(frozen=True)
+class PlanSwitch:
+    """``fused`` in a trace made under the default :data:`PLAN`, ``two_calls`` under
+    ``"two calls"``."""
+
+    fused: Callable
+    two_calls: Callable
+
+    def __call__(self, *args):
+        return (self.two_calls if PLAN.get() == "two calls" else self.fused)(*args)
