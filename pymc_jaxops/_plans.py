@@ -31,6 +31,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import numpy as np
@@ -40,7 +41,7 @@ from pymc_jaxops._jit import jitted
 from pymc_jaxops._vjp import Backward, ForwardWithResiduals, GradOnly, ValueAndGrad
 from pymc_jaxops.precision import run_in
 
-__all__ = ["MEASURE_ABOVE_S", "PLANS", "GradientPlans", "Race", "specs_of"]
+__all__ = ["MEASURE_ABOVE_S", "PLANS", "GradientPlans", "Race", "shapes_of", "specs_of"]
 
 _logger = logging.getLogger("pymc_jaxops")
 
@@ -74,7 +75,8 @@ class Race:
     names : sequence of str
         Every plan, ``default`` included.
     winner : str, optional
-        A choice made before (in the process that pickled the Op, say): no timing.
+        A choice made before (in the process that pickled the Op, or for an equal graph):
+        no timing. With ``PYMC_JAXOPS_TIME_PLANS=off`` the default wins regardless.
 
     Examples
     --------
@@ -94,8 +96,8 @@ class Race:
         self.default = default
         self.names = tuple(names)
         self.winner: str | None = winner if winner in self.names else None
-        if len(self.names) == 1:
-            self.winner = default
+        if len(self.names) == 1 or not _config.time_plans():
+            self.winner = default  # timing off: the default, whatever was chosen before
         self._calls = 0
         self._rounds = 0
         self._best = dict.fromkeys(self.names, float("inf"))
@@ -177,6 +179,16 @@ def specs_of(values: Sequence) -> tuple:
     )
 
 
+def shapes_of(fn: Callable, specs: tuple, mode: bool) -> Any:
+    """``jax.eval_shape`` of ``fn`` at ``(shape, dtype)`` specs, traced in x64 ``mode`` (a
+    float64 spec would be truncated to float32 outside it)."""
+
+    def trace() -> Any:
+        return jax.eval_shape(fn, *(jax.ShapeDtypeStruct(*s) for s in specs))
+
+    return run_in(mode, trace)()
+
+
 class GradientPlans:
     """The jitted programs of one gradient at given primal shapes, each built on first use.
 
@@ -233,7 +245,7 @@ class GradientPlans:
         """``(*residuals, flag, *cotangents) -> input cotangents``."""
 
         def build() -> Callable:
-            n_res = len(jax.eval_shape(self._forward(), *self._structs())) - self._n_out - 1
+            n_res = len(shapes_of(self._forward(), self.specs, self.mode)) - self._n_out - 1
             bwd = Backward(self.fn, self.n_in, n_res, self.ct_mask, self.wrt_mask)
             from_specs = run_in(self.mode, jax.jit(bwd.from_specs, static_argnums=0))
             return functools.partial(from_specs, self.specs)
@@ -261,16 +273,13 @@ class GradientPlans:
 
     @functools.cached_property
     def _n_out(self) -> int:
-        return len(jax.eval_shape(self.fn, *self._structs()))
+        return len(shapes_of(self.fn, self.specs, self.mode))
 
     def _value_and_grad(self) -> ValueAndGrad:
         return ValueAndGrad(self.fn, self.n_in, self.ct_mask, self.wrt_mask)
 
     def _forward(self) -> ForwardWithResiduals:
         return ForwardWithResiduals(self.fn, self.ct_mask, self.wrt_mask)
-
-    def _structs(self) -> list:
-        return [jax.ShapeDtypeStruct(*s) for s in self.specs]
 
 
 PLANS = ("fused", "split", "two calls")

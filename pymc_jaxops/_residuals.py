@@ -26,10 +26,10 @@ import numpy as np
 from pytensor.tensor.type import TensorType
 
 from pymc_jaxops._ops import JaxOp, JaxValueAndGradOp
-from pymc_jaxops._plans import GradientPlans, Race, specs_of
+from pymc_jaxops._plans import GradientPlans, Race, shapes_of, specs_of
 from pymc_jaxops._shapes import OutputSignature, infer_outputs
 from pymc_jaxops._vjp import Backward, ForwardWithResiduals
-from pymc_jaxops.precision import run_in
+from pymc_jaxops.precision import run_in, scoped
 
 __all__ = ["JaxBackwardOp", "JaxForwardOp", "split_value_and_grad"]
 
@@ -133,7 +133,7 @@ class JaxForwardOp(JaxOp):
         concrete sizes; the two-call plan then runs instead (same numbers).
         """
         n_out = len(self.base.output_types)
-        traced = jax.eval_shape(self.fn, *(jax.ShapeDtypeStruct(*s) for s in specs))
+        traced = shapes_of(self.fn, specs, self.x64_mode)
         residuals = traced[n_out:-1]
         declared = self.output_types[n_out:-1]
         return len(residuals) == len(declared) and all(
@@ -146,9 +146,12 @@ class JaxForwardOp(JaxOp):
     def _thunks(self, inputs: tuple, specs: tuple) -> dict[str, Callable[[], object]]:
         """Both plans as whole passes (forward and backward) on ``inputs``."""
         plans = self.gradient_plans(specs)
-        outs = jax.eval_shape(self.base.fn, *(jax.ShapeDtypeStruct(*s) for s in specs))
+        outs = shapes_of(self.base.fn, specs, self.x64_mode)
         # Cotangents of the right shapes; the cost of the pullback does not depend on them.
-        cts = [jnp.ones(o.shape, o.dtype) for o, m in zip(outs, self.ct_mask, strict=True) if m]
+        with scoped(self.x64_mode):  # a float64 cotangent stays float64
+            cts = [
+                jnp.ones(o.shape, o.dtype) for o, m in zip(outs, self.ct_mask, strict=True) if m
+            ]
         return {
             "split": lambda: plans.run("split")(*inputs, *cts),
             "two calls": lambda: plans.run("two calls")(*inputs, *cts),
