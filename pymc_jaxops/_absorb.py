@@ -72,11 +72,8 @@ Examples
 
 from __future__ import annotations
 
-import collections
 import functools
-import hashlib
 import logging
-import re
 import threading
 import uuid
 import weakref
@@ -97,7 +94,6 @@ from pytensor.graph.replace import clone_replace
 from pytensor.graph.rewriting.basic import GraphRewriter
 from pytensor.graph.traversal import applys_between
 from pytensor.link.jax.dispatch import jax_funcify
-from pytensor.printing import debugprint
 from pytensor.raise_op import CheckAndRaise
 from pytensor.scalar.basic import Cast, Composite, IntDiv, Mod, Pow
 from pytensor.scalar.math import (
@@ -118,8 +114,7 @@ from pytensor.tensor.subtensor import IncSubtensor, Subtensor, indices_from_subt
 from pytensor.tensor.type import TensorType
 from pytensor.tensor.type_other import NoneTypeT, SliceType
 
-from pymc_jaxops import _caches
-from pymc_jaxops._jit import forget as _forget_jitted
+from pymc_jaxops import _programs
 from pymc_jaxops._jit import jitted as _jitted
 from pymc_jaxops._ops import JaxOp, JaxValueAndGradOp, for_this_machine_now
 from pymc_jaxops._plans import Race
@@ -129,13 +124,14 @@ from pymc_jaxops._upstream.pytensor import (
     ADVANCED_SUBTENSOR,
     COMPILING,
     object_mode_launch,
+    one_node_runs_in_python,
     register_dispatch,
     register_rewrite,
 )
 from pymc_jaxops._vjp import PLAN
 from pymc_jaxops.precision import needs_x64
 
-__all__ = ["TAG", "XlaGraphOp", "absorb_into_xla", "clear_cache"]
+__all__ = ["TAG", "XlaGraphOp", "absorb_into_xla"]
 
 _logger = logging.getLogger("pymc_jaxops")
 
@@ -147,11 +143,18 @@ _MIN_OTHER_NODES = 4  # below this there is nothing to gain over the Op's own ca
 
 # Rebuilt in each process; the chosen plan ("_chosen") travels to processes on this machine.
 _PROCESS_LOCAL = frozenset(
-    {"_run", "_lock", "_fallback", "_fgraph", "_ok", "_launch_key", "_plan_race", "_settled"}
+    {
+        "_run",
+        "_lock",
+        "_fallback",
+        "_fgraph",
+        "_ok",
+        "_launch_key",
+        "_plan_race",
+        "_settled",
+        "_canon",
+    }
 )
-
-# Graph functions by Op key, held weakly: alive while an Op (or a copy of it) holds one.
-_GRAPH_FNS: weakref.WeakValueDictionary[str, Callable] = weakref.WeakValueDictionary()
 
 
 class XlaGraphOp(Op):
@@ -199,11 +202,12 @@ class XlaGraphOp(Op):
         return Apply(self, list(inputs), [o.type() for o in self.inner_outputs])
 
     def _program(self, plan: str) -> Callable:
-        """The jitted program of ``plan`` (see ``_variant``)."""
+        """The jitted program of ``plan`` (see ``_VARIANTS``)."""
         runs = self.__dict__.setdefault("_run", {})
         try:
             graph_fn, mode = runs[plan]
         except KeyError:
+            key, _ = self._canonical()
             fgraph = self.fgraph
             # The x64 mode the graph's types need (a float64 accumulator of a float32 sum
             # included) and its wrapped functions recorded, scoped to each call.
@@ -211,26 +215,42 @@ class XlaGraphOp(Op):
             dtypes += [n.op.acc_dtype for n in fgraph.apply_nodes if hasattr(n.op, "acc_dtype")]
             recorded = [n.op.x64_mode for n in fgraph.apply_nodes if isinstance(n.op, JaxOp)]
             mode = needs_x64(dtypes) or any(recorded)
-            # A copy unpickled in this process (a chain thread's step) shares the original's
-            # function, so the jitted program is found in the cache, not compiled again.
-            key = f"{self._key}:{plan}"
-            graph_fn = _GRAPH_FNS.get(key)
-            if graph_fn is None:
-                graph_fn = _traced_in(plan, jax_funcify(fgraph))
-                if self._layout is not None:
-                    graph_fn = _packing(graph_fn)
-                graph_fn = _GRAPH_FNS.setdefault(key, graph_fn)
+            # Shared with equal graphs and with copies unpickled in this process (a chain
+            # thread's step): the jitted program is found in the cache, not compiled again.
+            graph_fn = _programs.graph_fn(key, plan, lambda: self._graph_fn(plan))
             graph_fn, mode = runs.setdefault(plan, (graph_fn, mode))
-            _hold(self, graph_fn, mode)
+            _programs.hold(self, graph_fn, mode, key)
         # The executable lives in the bounded cache, not on this Op, which PyTensor's
         # rewriters keep for the life of the process.
         return _jitted(graph_fn, mode)
+
+    def _graph_fn(self, plan: str) -> Callable:
+        graph_fn = _traced_in(plan, jax_funcify(self.fgraph))
+        return _packing(graph_fn) if self._layout is not None else graph_fn
+
+    def _canonical(self) -> tuple[str, dict[str, str]]:
+        """The key this graph's programs go by (an equal graph's, if one ran before) and the
+        plan chosen for them."""
+        found = self.__dict__.get("_canon")
+        if found is None:
+            found = _programs.canonical(
+                self._key, self._print_hash(), self.inner_inputs, self.inner_outputs
+            )
+            found = self.__dict__.setdefault("_canon", found)
+        return found
+
+    def _print_hash(self) -> str:
+        found = self.__dict__.get("_print")
+        if found is None:
+            found = self.__dict__.setdefault("_print", _programs.fingerprint(self.inner_outputs))
+        return found
 
     def _race(self) -> Race:
         race = self.__dict__.get("_plan_race")
         if race is None:
             plans = _VARIANTS if _has_gradient(self.fgraph) else _VARIANTS[:1]
-            chosen = self.__dict__.get("_chosen")
+            _, shared = self._canonical()
+            chosen = self.__dict__.get("_chosen") or shared.get("plan")
             race = self.__dict__.setdefault("_plan_race", Race(plans[0], plans, chosen))
         return race
 
@@ -296,10 +316,7 @@ class XlaGraphOp(Op):
         with _LAUNCH_LOCK:
             key = self.__dict__.get("_launch_key")
             if key is None:
-                # The graph as printed, less variable names (some are numbered per process).
-                text = str(debugprint(self.inner_outputs, file="str", print_type=True))
-                text = _NAME.sub("", text)
-                fingerprint = hashlib.sha256(text.encode()).hexdigest()[:32]
+                fingerprint = self._print_hash()
                 number = _FINGERPRINTS_SEEN.get(fingerprint, 0)
                 _FINGERPRINTS_SEEN[fingerprint] = number + 1
                 key = f"{fingerprint}-{number}"
@@ -317,6 +334,7 @@ class XlaGraphOp(Op):
                 program = self._program(race.plan(tuple(inputs), self._thunks))
                 if race.winner is not None:
                     self.__dict__["_chosen"] = race.winner  # travels to chain processes here
+                    self._canonical()[1]["plan"] = race.winner  # and to equal graphs
                     # Weakly, as the jit cache owns it: found without a lock on each call.
                     self.__dict__["_settled"] = weakref.ref(program)
             values = program(*inputs)
@@ -556,52 +574,6 @@ def _nonzero_constant(var: Variable) -> bool:
     return isinstance(var, Constant) and bool(np.all(np.asarray(var.data) != 0))
 
 
-# Live Ops (an original and its copies share one function) per graph function: the last
-# one to go takes the executable with it, instead of leaving it to the bounded cache's
-# eviction (each pm.sample compiles the model again, into a new Op).
-_HOLDERS: dict[int, int] = {}
-_HOLDERS_LOCK = threading.Lock()
-# Released holds, handled at the next hold. An Op's finalizer runs wherever the garbage
-# collector happens to run, possibly in a thread that holds one of these locks or the jit
-# cache's, so it only appends here (deque.append takes no lock of ours).
-_RELEASED: collections.deque[tuple[Callable, bool]] = collections.deque()
-
-
-def _hold(op: XlaGraphOp, graph_fn: Callable, mode: bool) -> None:
-    _drain_released()
-    with _HOLDERS_LOCK:
-        _HOLDERS[id(graph_fn)] = _HOLDERS.get(id(graph_fn), 0) + 1
-    weakref.finalize(op, _RELEASED.append, (graph_fn, mode))
-
-
-def _drain_released() -> None:
-    while True:
-        try:
-            graph_fn, mode = _RELEASED.popleft()
-        except IndexError:
-            return
-        with _HOLDERS_LOCK:
-            left = _HOLDERS[id(graph_fn)] - 1
-            if left:
-                _HOLDERS[id(graph_fn)] = left
-                continue
-            del _HOLDERS[id(graph_fn)]
-        _forget_jitted(graph_fn, mode)
-
-
-def clear_cache() -> None:
-    """Forget the JAX functions of absorbed graphs kept for pickled copies of their Ops.
-
-    ``pymc_jaxops.clear_caches`` calls it. Ops built before keep working: each keeps its
-    own function, and a copy unpickled later builds its own.
-    """
-    _GRAPH_FNS.clear()
-    _drain_released()
-
-
-_caches.register("absorbed graph functions", clear_cache)
-
-
 class _Absorb(GraphRewriter):
     def add_requirements(self, fgraph):
         pass
@@ -666,7 +638,6 @@ register_rewrite("pymc_jaxops_absorb_into_xla_numba", _Absorb(), "numba", TAG, p
 _LAUNCHABLE: weakref.WeakValueDictionary[str, XlaGraphOp] = weakref.WeakValueDictionary()
 _FINGERPRINTS_SEEN: dict[str, int] = {}
 _LAUNCH_LOCK = threading.Lock()
-_NAME = re.compile(r" '[^'\n]*'$", re.MULTILINE)
 
 
 def _launch(key: str, inputs: tuple) -> Any:
@@ -698,4 +669,8 @@ def _numba_funcify_xla_graph(op: XlaGraphOp, node=None, **kwargs):
 register_dispatch("numba_cache_key", XlaGraphOp, _numba_funcify_xla_graph)
 register_dispatch(
     "numba", XlaGraphOp, lambda op, node=None, **kw: _numba_funcify_xla_graph(op, node)[0]
+)
+# A graph that is one absorbed node: PyTensor's thunk calls the Op, not Numba's object mode.
+one_node_runs_in_python(
+    lambda node: node.op.outputs_of if isinstance(node.op, XlaGraphOp) else None
 )

@@ -1,7 +1,5 @@
 """Plans timed while the calls go on: one program before the first answer, the fastest after."""
 
-import logging
-import re
 import time
 
 import jax
@@ -11,12 +9,22 @@ import pytensor.tensor as pt
 import pytest
 from pytensor.compile.mode import get_default_mode
 
-from pymc_jaxops import _plans, clear_caches
+from pymc_jaxops import _plans, _programs, clear_caches
 from pymc_jaxops._absorb import TAG, XlaGraphOp
 from pymc_jaxops._plans import Race
+from tests._compiles import Compiled
 from tests.test_residuals import PASSES, T, trajectory
 
 C_ONLY = get_default_mode().excluding(TAG)
+
+
+@pytest.fixture(autouse=True)
+def _no_plans_chosen_before():
+    # Equal absorbed graphs share the plan chosen for them (_programs.py): start afresh,
+    # and leave no forced choice to later tests.
+    _programs.clear()
+    yield
+    _programs.clear()
 
 
 def _counted(plans: dict):
@@ -90,30 +98,6 @@ def test_a_choice_made_before_is_not_timed_again():
     assert race.plan((), thunks) == "quick" and calls == {"slow": 0, "quick": 0}
 
 
-class _Compiled(logging.Handler):
-    """The programs XLA compiles meanwhile, by name (JAX logs each with ``log_compiles``)."""
-
-    def __init__(self):
-        super().__init__(level=logging.DEBUG)
-        self.names: list[str] = []
-
-    def emit(self, record):
-        found = re.search(r"Finished XLA compilation of jit\((.*?)\)", record.getMessage())
-        # jit(stage): JAX moving a graph's NumPy constants to the device, as pure JAX does.
-        if found and found.group(1) != "stage":
-            self.names.append(found.group(1))
-
-    def __enter__(self):
-        self._cm = jax.log_compiles(True)
-        self._cm.__enter__()
-        logging.getLogger("jax").addHandler(self)
-        return self
-
-    def __exit__(self, *exc):
-        logging.getLogger("jax").removeHandler(self)
-        self._cm.__exit__(*exc)
-
-
 @pytest.mark.parametrize("mode", [C_ONLY, None], ids=["our Op", "absorbed"])
 def test_the_first_call_compiles_one_program_before_answering(mode):
     x = pt.vector("x", shape=(2,))
@@ -122,7 +106,7 @@ def test_the_first_call_compiles_one_program_before_answering(mode):
     clear_caches()
     jax.clear_caches()
     xv = np.array([0.7, -0.4])
-    with _Compiled() as compiled:
+    with Compiled() as compiled:
         f(xv)
     assert len(compiled.names) == 1, compiled.names
 

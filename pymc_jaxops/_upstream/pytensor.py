@@ -33,6 +33,7 @@ __all__ = [
     "infer_shape",
     "object_mode_impl",
     "object_mode_launch",
+    "one_node_runs_in_python",
     "pullback",
     "register_dispatch",
     "register_rewrite",
@@ -383,4 +384,66 @@ def rewriters_keep_no(op_types: Callable[[], tuple[type, ...]]) -> Touch:
 
     return declare(
         Touch("pytensor rewriters cache no wrapped Op", "pytensor", apply, private=True)
+    )
+
+
+def one_node_runs_in_python(python_call: Callable[[Any], Callable[[list], Any] | None]) -> Touch:
+    """Declare: a Numba-linked graph that is one node, for which ``python_call(node)`` gives
+    a callable of the input values, runs that callable from PyTensor's thunk.
+
+    The node's Numba function would only enter Python again (object mode, to launch XLA):
+    5-10 µs per call for nothing. It stays the linker's ``jit_fn`` (compiled when first
+    called), for callers that need a Numba function (nutpie's Numba backend).
+    """
+
+    def apply() -> Callable[[], None]:
+        from pytensor.link.numba.linker import NumbaLinker
+        from pytensor.link.utils import raise_with_op
+
+        original = NumbaLinker.create_jitable_thunk
+        had_own = "create_jitable_thunk" in vars(NumbaLinker)
+
+        @functools.wraps(original)
+        def create_jitable_thunk(self: Any, *args: Any, **kwargs: Any) -> Any:
+            thunks, nodes, jit_fn = original(self, *args, **kwargs)
+            fgraph = self.fgraph
+            if len(fgraph.apply_nodes) != 1 or len(thunks) != 1:
+                return thunks, nodes, jit_fn
+            (node,) = fgraph.apply_nodes
+            run = python_call(node)
+            if (
+                run is None
+                or list(node.inputs) != list(fgraph.inputs)
+                or list(node.outputs) != list(fgraph.outputs)
+            ):
+                return thunks, nodes, jit_fn
+            inputs, outputs = thunks[0].inputs, thunks[0].outputs
+
+            def thunk() -> None:
+                try:
+                    values = run([cell[0] for cell in inputs])
+                except Exception:
+                    raise_with_op(fgraph, node, thunk)
+                for cell, value in zip(outputs, values, strict=True):
+                    cell[0] = value
+
+            thunk.inputs = inputs  # type: ignore[attr-defined]
+            thunk.outputs = outputs  # type: ignore[attr-defined]
+            thunk.lazy = False  # type: ignore[attr-defined]
+            return [thunk], nodes, jit_fn
+
+        setattr(NumbaLinker, "create_jitable_thunk", create_jitable_thunk)  # noqa: B010
+
+        def undo() -> None:
+            if had_own:
+                setattr(NumbaLinker, "create_jitable_thunk", original)  # noqa: B010
+            else:
+                delattr(NumbaLinker, "create_jitable_thunk")
+
+        return undo
+
+    return declare(
+        Touch(
+            "pytensor's Numba linker runs a one-node Python graph", "pytensor", apply, private=True
+        )
     )
