@@ -153,6 +153,7 @@ _PROCESS_LOCAL = frozenset(
         "_plan_race",
         "_settled",
         "_canon",
+        "_funcified",
     }
 )
 
@@ -225,7 +226,11 @@ class XlaGraphOp(Op):
         return _jitted(graph_fn, mode)
 
     def _graph_fn(self, plan: str) -> Callable:
-        graph_fn = _traced_in(plan, jax_funcify(self.fgraph))
+        # One JAX function serves every plan: the plan is read when JAX traces it.
+        funcified = self.__dict__.get("_funcified")
+        if funcified is None:
+            funcified = self.__dict__.setdefault("_funcified", jax_funcify(self.fgraph))
+        graph_fn = _traced_in(plan, funcified)
         return _packing(graph_fn) if self._layout is not None else graph_fn
 
     def _canonical(self) -> tuple[str, dict[str, str]]:
@@ -584,7 +589,8 @@ class _Absorb(GraphRewriter):
         original, inner = _detached(fgraph), _detached(fgraph)
         try:
             get_mode("JAX").optimizer.rewrite(inner)
-            jax_funcify(FunctionGraph(inner.inputs, inner.outputs, clone=True))
+            runnable = FunctionGraph(inner.inputs, inner.outputs, clone=True)
+            funcified = jax_funcify(runnable)
         except Exception:
             return  # an Op without a JAX implementation: leave the graph alone
         if any(isinstance(o, Constant) or o in inner.inputs for o in inner.outputs):
@@ -592,6 +598,8 @@ class _Absorb(GraphRewriter):
         if _numbers_could_change(inner):  # the JAX-mode rewrites can add checks too
             return
         op = XlaGraphOp(inner, original)
+        # What the first run would build again (its graph and JAX function), kept.
+        op.__dict__.update(_fgraph=runnable, _funcified=funcified)
         outputs = op(*fgraph.inputs, return_list=True)
         fgraph.replace_all(
             list(zip(fgraph.outputs, outputs, strict=True)), reason="pymc_jaxops_absorb"

@@ -15,9 +15,9 @@ faster than the fused call, on a diffrax ODE solve slower. All give the same num
    kept (a faster alternative could not repay its compilation);
 3. otherwise one background thread compiles the alternatives (running each once on a copy
    of that call's arguments), while the calls go on with the default;
-4. the next :data:`_ROUNDS` calls each time every plan once on their own arguments,
-   interleaved, so a busy machine disturbs all alike; the plan with the best time wins and
-   runs every later call.
+4. the next :data:`_ROUNDS` calls each time every plan on their own arguments (a few calls
+   in a row, about :data:`_TIMED_S` in all), interleaved, so a busy machine disturbs all
+   alike; the plan with the best time wins and runs every later call.
 
 ``PYMC_JAXOPS_TIME_PLANS=off`` keeps the default without timing. The choice is remembered
 on the Op (per input shapes) and travels with it to a chain process on this machine
@@ -48,16 +48,29 @@ _logger = logging.getLogger("pymc_jaxops")
 MEASURE_ABOVE_S = 100e-6
 """Time the alternative plans only when the default one takes at least this long."""
 
-_ROUNDS = 3
+_ROUNDS = 5
 
 Thunks = Callable[[tuple], dict[str, Callable[[], object]]]
 """Given a call's arguments, one zero-argument call per plan, running that whole plan."""
 
 
-def _seconds(run: Callable[[], object]) -> float:
+_TIMED_S = 2e-3
+"""Each plan is timed over calls adding up to about this long (at most :data:`_REPEAT`):
+one isolated call of a 100 µs program was measured anywhere from 1.5 to 5 times its time in a
+loop, and in a sampler the calls come in a loop."""
+
+_REPEAT = 10
+
+
+def _seconds(run: Callable[[], object], repeat: int = 1) -> float:
+    """Seconds per call of ``run``, over ``repeat`` calls in a row (after one more), each
+    waited for."""
+    if repeat > 1:
+        jax.block_until_ready(run())  # the first after another plan finds colder caches
     t0 = time.perf_counter()
-    jax.block_until_ready(run())
-    return time.perf_counter() - t0
+    for _ in range(repeat):
+        jax.block_until_ready(run())
+    return (time.perf_counter() - t0) / repeat
 
 
 def _own_copy(args: tuple) -> tuple:
@@ -102,6 +115,7 @@ class Race:
         self._rounds = 0
         self._best = dict.fromkeys(self.names, float("inf"))
         self._ready: list[str] = [default]
+        self._repeat = 1
         self._warming: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -131,9 +145,11 @@ class Race:
             self.winner = self.default
             return
         if self._calls == 2:
-            if self._time(self.default, thunks(args)[self.default]) < MEASURE_ABOVE_S:
+            seconds = _seconds(thunks(args)[self.default])
+            if seconds < MEASURE_ABOVE_S:
                 self.winner = self.default
             else:
+                self._repeat = max(1, min(_REPEAT, round(_TIMED_S / seconds)))
                 self._warm_up(thunks(_own_copy(args)))
             return
         if self._warming is not None and self._warming.is_alive():
@@ -149,8 +165,8 @@ class Race:
             self.winner = min(self._ready, key=lambda name: self._best[name])
 
     def _time(self, name: str, run: Callable[[], object]) -> float:
-        """Seconds ``run`` (the whole plan ``name``) takes."""
-        return _seconds(run)
+        """Seconds per call of ``run`` (the whole plan ``name``)."""
+        return _seconds(run, self._repeat)
 
     def _warm_up(self, runs: dict[str, Callable[[], object]]) -> None:
         def compile_alternatives() -> None:
