@@ -98,7 +98,7 @@ class Race:
     >>> plans = {"slow": lambda: time.sleep(0.002), "quick": lambda: None}
     >>> def thunks(args):
     ...     return plans
-    >>> for _ in range(6):
+    >>> for _ in range(10):
     ...     plan = race.plan((), thunks)
     ...     race.wait(timeout=10)
     >>> race.winner
