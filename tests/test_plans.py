@@ -3,13 +3,14 @@
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytensor
 import pytensor.tensor as pt
 import pytest
 from pytensor.compile.mode import get_default_mode
 
-from pymc_jaxops import _plans, _programs, clear_caches
+from pymc_jaxops import _plans, _programs, as_pytensor_op, clear_caches
 from pymc_jaxops._absorb import TAG, XlaGraphOp
 from pymc_jaxops._plans import Race
 from tests._compiles import Compiled
@@ -174,3 +175,58 @@ def test_a_likelihood_on_an_absorbed_output_runs_two_calls_when_faster(monkeypat
     want_value, want_grad = jax.value_and_grad(_reference_logp)(xv, data)
     np.testing.assert_allclose(value, want_value, rtol=1e-8)
     np.testing.assert_allclose(grad, want_grad, rtol=1e-8)
+
+
+_STEPS = 6
+_SCAN_STEPS = {"n": 0}
+
+
+def _step_taken():
+    _SCAN_STEPS["n"] += 1
+
+
+@as_pytensor_op
+def _scan_loglik(theta, xs):
+    # A lax.scan likelihood (an HMM-style filter) counting its forward steps.
+    def step(carry, x):
+        jax.debug.callback(_step_taken)
+        carry = 0.9 * carry + jnp.sin(theta[0] * x) * theta[1]
+        return carry, carry**2
+
+    _, terms = jax.lax.scan(step, 0.0, xs)
+    return -jnp.sum(terms)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "winner", "passes"),  # passes: plain forward scans beyond the fused plan's
+    [
+        ({"fused": 1e-3, "two calls": 2e-4}, "two calls", 1),
+        ({"fused": 2e-4, "two calls": 1e-3}, "fused", 0),
+    ],
+    ids=["forward + VJP faster", "fused faster"],
+)
+def test_an_absorbed_scan_graph_runs_the_plan_timed_faster(monkeypatch, seconds, winner, passes):
+    # As forward + gradient-only VJP, the program runs one more plain forward scan than
+    # fused (inside the value-and-grad; JAX may emit the differentiated scan's callbacks
+    # otherwise): the steps counted inside the program show the plan.
+    monkeypatch.setattr(Race, "_time", lambda self, name, run: (run(), seconds[name])[1])
+    theta = pt.vector("theta", shape=(2,))
+    xs = np.linspace(0.1, 1.0, _STEPS)
+    cost = _scan_loglik(theta, xs) + pt.sum(pt.exp(theta)) - pt.log(pt.sum(theta**2))
+    f = pytensor.function([theta], [cost, pt.grad(cost, theta)])
+    (node,) = f.maker.fgraph.apply_nodes
+    assert isinstance(node.op, XlaGraphOp)
+    tv = np.array([0.7, 1.3])
+    _SCAN_STEPS["n"] = 0
+    want = f(tv)  # the first answer: fused
+    fused_steps = _SCAN_STEPS["n"]
+    f(tv)
+    node.op._race().wait(timeout=120)
+    for _ in range(_plans._ROUNDS):
+        f(tv)
+    assert node.op._race().winner == winner
+    _SCAN_STEPS["n"] = 0
+    got = f(tv)
+    assert _SCAN_STEPS["n"] == fused_steps + passes * _STEPS
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-12)
