@@ -15,8 +15,9 @@ Four models, each six ways, side by side in one process:
 - ``pymc_jaxops``, JAX mode: the same ``logp_dlogp_function`` compiled with ``mode="JAX"``.
 
 After the per-call table, each case prints the seconds from ``logp_dlogp_function()`` to the
-end of its first call (compilation), with the absorption on and off, and the same for the
-pure-JAX ``jax.jit(jax.value_and_grad(...))`` with NumPy in and out.
+end of its first call (compilation), with the absorption on and off, and the same for
+``pytensor.wrap_jax`` and the pure-JAX ``jax.jit(jax.value_and_grad(...))`` with NumPy in
+and out.
 
 Models: (a) a Lotka-Volterra ODE solved by diffrax (Tsit5, adaptive steps) whose
 trajectory is the mean of a ``pm.Normal``; (b) an MLP whose output is the mean of a
@@ -187,9 +188,11 @@ def run_case(key: str, calls: int, rounds: int) -> dict[str, float]:
     pure = _first_call_s(make(as_pytensor_op(jax_fn)), pure_jax_value_and_grad, numpy_io=True)
     off = _first_call_s(make(as_pytensor_op(jax_fn)), pymc_logp_dlogp, mode=ABSORPTION_OFF)
     on = _first_call_s(make(as_pytensor_op(jax_fn)), pymc_logp_dlogp)
+    upstream_first = _first_call_s(make(pytensor.wrap_jax(jax_fn)), pymc_logp_dlogp)
     print(
-        f"first call (compile + run): absorbed {on:.2f} s ({on / pure:.2f}x pure JAX), "
-        f"absorption off {off:.2f} s ({off / pure:.2f}x), pure JAX {pure:.2f} s"
+        f"first call (compile + run): absorbed {on:.2f} s ({on / pure:.2f}x pure JAX, "
+        f"{on / upstream_first:.2f}x wrap_jax), absorption off {off:.2f} s "
+        f"({off / pure:.2f}x), wrap_jax {upstream_first:.2f} s, pure JAX {pure:.2f} s"
     )
     return us
 
