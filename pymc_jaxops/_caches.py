@@ -10,7 +10,7 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 __all__ = ["clear_all", "register", "registered"]
 
@@ -27,7 +27,8 @@ def registered() -> list[str]:
     return list(_CLEARERS)
 
 
-def clear_all() -> None:
-    """Empty every registered cache."""
-    for clear in list(_CLEARERS.values()):
-        clear()
+def clear_all(keep: Collection[str] = ()) -> None:
+    """Empty every registered cache but those named in ``keep``."""
+    for name, clear in list(_CLEARERS.items()):
+        if name not in keep:
+            clear()

@@ -8,6 +8,8 @@ variable                           values                                 defaul
 ``PYMC_JAXOPS_CHAIN_THREADS``      ``auto``, ``always``, ``off``          ``auto``
 ``PYMC_JAXOPS_UNVERIFIED``         ``skip``, ``apply``                    ``skip``
 ``PYMC_JAXOPS_NUTPIE_BACKEND``     ``auto``, ``pymc``                     ``auto``
+``PYMC_JAXOPS_TIME_PLANS``         ``on``, ``off``                        ``on``
+``PYMC_JAXOPS_XLA_CACHE``          ``auto``, ``off``, a directory         ``auto``
 =================================  =====================================  ===========
 
 ``on``/``off`` also accept ``1``/``0``, ``true``/``false`` and ``yes``/``no``. A value
@@ -23,13 +25,17 @@ __all__ = [
     "CPU_DEVICES",
     "NUTPIE_BACKEND",
     "SAFE_PROCESSES",
+    "TIME_PLANS",
     "UNVERIFIED",
+    "XLA_CACHE",
     "ConfigError",
     "chain_threads",
     "cpu_devices",
     "nutpie_backend",
     "safe_processes",
+    "time_plans",
     "unverified",
+    "xla_cache",
 ]
 
 CPU_DEVICES = "PYMC_JAXOPS_CPU_DEVICES"
@@ -38,6 +44,7 @@ CHAIN_THREADS = "PYMC_JAXOPS_CHAIN_THREADS"
 UNVERIFIED = "PYMC_JAXOPS_UNVERIFIED"
 NUTPIE_BACKEND = "PYMC_JAXOPS_NUTPIE_BACKEND"
 TIME_PLANS = "PYMC_JAXOPS_TIME_PLANS"
+XLA_CACHE = "PYMC_JAXOPS_XLA_CACHE"
 
 _ON = ("1", "on", "true", "yes")
 _OFF = ("0", "off", "false", "no")
@@ -119,3 +126,18 @@ def time_plans() -> bool:
     equivalent plans (fused, split, forward + gradient-only) timed once on its first call
     (``on``), or runs the default plan untimed (``off``: no extra compilation)."""
     return _switch(TIME_PLANS, "on")
+
+
+def xla_cache() -> str:
+    """``PYMC_JAXOPS_XLA_CACHE``: where compiled XLA programs are kept for later sessions
+    and chain processes: ``"auto"`` (a folder in PyTensor's compile directory), ``"off"``,
+    or the path of a folder (made if missing)."""
+    value = _raw(XLA_CACHE, "auto")
+    if value in ("auto", *_ON):
+        return "auto"
+    if value in _OFF:
+        return "off"
+    path = os.path.expanduser(os.environ[XLA_CACHE].strip())
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise _bad(XLA_CACHE, "'auto', 'off' or the path of a folder (this path is a file)")
+    return path

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import jax
 
 from pymc_jaxops import _caches
+from pymc_jaxops._xla_disk import on_disk
 from pymc_jaxops.precision import run_in
 
 __all__ = ["forget", "jitted"]
@@ -32,7 +33,8 @@ _caches.register("jitted JAX functions", _clear)
 
 
 def jitted(fn: Callable, mode: bool) -> Callable:
-    """``jax.jit(fn)`` run in x64 ``mode``; one per function value, shared by equal Ops.
+    """``jax.jit(fn)`` run in x64 ``mode``; one per function value, shared by equal Ops;
+    executables kept on disk (``_xla_disk``).
 
     Examples
     --------
@@ -45,7 +47,9 @@ def jitted(fn: Callable, mode: bool) -> Callable:
     with _JIT_CACHE_LOCK:
         found = _JIT_CACHE.get(key)
         if found is None:
-            found = _JIT_CACHE.setdefault(key, run_in(mode, jax.jit(_owned(fn))))
+            # Its executables come from disk when a session before (or the parent of this
+            # chain process) compiled them.
+            found = _JIT_CACHE.setdefault(key, run_in(mode, on_disk(jax.jit(_owned(fn)))))
             while len(_JIT_CACHE) > _JIT_CACHE_SIZE:
                 _JIT_CACHE.popitem(last=False)
         else:

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import pymc_jaxops  # noqa: F401  (registrations; turns JAX x64 on)
+from pymc_jaxops._config import XLA_CACHE
 
 
 @pytest.fixture
@@ -15,3 +16,10 @@ def _x64():
     # Some tests switch x64 off to check the guard; never leak that into the next test.
     yield
     jax.config.update("jax_enable_x64", True)
+
+
+@pytest.fixture(autouse=True)
+def _xla_disk(tmp_path, monkeypatch):
+    # Each test (and the processes it starts) keeps its XLA executables in a folder of its
+    # own: a test counting compilations must not load another test's program.
+    monkeypatch.setenv(XLA_CACHE, str(tmp_path / "xla"))

@@ -19,6 +19,9 @@ from pymc_jaxops import _config
         ("PYMC_JAXOPS_UNVERIFIED", _config.unverified, "apply", "apply"),
         ("PYMC_JAXOPS_NUTPIE_BACKEND", _config.nutpie_backend, "PyMC", "pymc"),
         ("PYMC_JAXOPS_TIME_PLANS", _config.time_plans, "off", False),
+        ("PYMC_JAXOPS_XLA_CACHE", _config.xla_cache, "No", "off"),
+        ("PYMC_JAXOPS_XLA_CACHE", _config.xla_cache, "on", "auto"),
+        ("PYMC_JAXOPS_XLA_CACHE", _config.xla_cache, " /tmp/Some Folder ", "/tmp/Some Folder"),
     ],
 )
 def test_values_are_read(monkeypatch, name, read, value, expected):
@@ -49,10 +52,12 @@ def test_unset_means_the_default(monkeypatch):
         "PYMC_JAXOPS_SAFE_PROCESSES",
         "PYMC_JAXOPS_CHAIN_THREADS",
         "PYMC_JAXOPS_UNVERIFIED",
+        "PYMC_JAXOPS_XLA_CACHE",
     ):
         monkeypatch.delenv(name, raising=False)
     assert (_config.cpu_devices(), _config.safe_processes()) == (0, True)
     assert (_config.chain_threads(), _config.unverified()) == ("auto", "skip")
+    assert _config.xla_cache() == "auto"
 
 
 def test_every_error_class_is_exported_at_the_top_level():
