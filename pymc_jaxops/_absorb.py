@@ -72,7 +72,6 @@ Examples
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import uuid
@@ -260,10 +259,10 @@ class XlaGraphOp(Op):
         return race
 
     def _thunks(self, inputs: tuple) -> dict[str, Callable[[], object]]:
-        return {
-            plan: functools.partial(lambda p: self._program(p)(*inputs), plan)
-            for plan in self._race().names
-        }
+        def thunk(plan: str) -> Callable[[], object]:
+            return lambda: self._program(plan)(*inputs)
+
+        return {plan: thunk(plan) for plan in self._race().names}
 
     def _fallback_fn(self) -> Callable:
         # PyTensor's compile lock first, then this Op's: the order every compile takes them.

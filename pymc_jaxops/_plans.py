@@ -295,8 +295,13 @@ class GradientPlans:
         return split
 
     @functools.cached_property
+    def outputs(self) -> Any:
+        """The function's output shapes and dtypes at these specs (traced once)."""
+        return shapes_of(self.fn, self.specs, self.mode)
+
+    @property
     def _n_out(self) -> int:
-        return len(shapes_of(self.fn, self.specs, self.mode))
+        return len(self.outputs)
 
     def _value_and_grad(self) -> ValueAndGrad:
         return ValueAndGrad(self.fn, self.n_in, self.ct_mask, self.wrt_mask)

@@ -146,7 +146,7 @@ class JaxForwardOp(JaxOp):
     def _thunks(self, inputs: tuple, specs: tuple) -> dict[str, Callable[[], object]]:
         """Both plans as whole passes (forward and backward) on ``inputs``."""
         plans = self.gradient_plans(specs)
-        outs = shapes_of(self.base.fn, specs, self.x64_mode)
+        outs = plans.outputs
         # Cotangents of the right shapes; the cost of the pullback does not depend on them.
         with scoped(self.x64_mode):  # a float64 cotangent stays float64
             cts = [
