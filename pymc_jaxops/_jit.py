@@ -16,7 +16,7 @@ from pymc_jaxops import _caches
 from pymc_jaxops._xla_disk import on_disk
 from pymc_jaxops.precision import run_in
 
-__all__ = ["forget", "jitted"]
+__all__ = ["forget", "jitted", "traced_once"]
 
 # Least recently used first.
 _JIT_CACHE: OrderedDict[tuple[Callable, bool], Callable] = OrderedDict()
@@ -76,3 +76,23 @@ def _owned(fn: Callable) -> Callable:
 
     call.__name__ = call.__qualname__ = str(getattr(fn, "__name__", "jax_fn"))
     return call
+
+
+def traced_once(fn: Callable) -> Callable:
+    """``fn`` to call inside JAX traces: ``jax.jit(fn)``, whose trace JAX keeps by function
+    and input types, so tracing it again at the same types (for the output types when the
+    graph is built, then in a value-and-grad, then in the whole program) does not run the
+    user's Python again; XLA inlines the nested call. ``fn`` itself if it is unhashable.
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> from pymc_jaxops._jit import traced_once
+    >>> float(traced_once(jnp.cos)(0.0))
+    1.0
+    """
+    try:
+        hash(fn)
+    except TypeError:
+        return fn
+    return jax.jit(fn)

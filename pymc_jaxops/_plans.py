@@ -39,7 +39,7 @@ import numpy as np
 
 from pymc_jaxops import _config
 from pymc_jaxops._jit import jitted
-from pymc_jaxops._vjp import Backward, ForwardWithResiduals, GradOnly, ValueAndGrad
+from pymc_jaxops._vjp import Backward, ForwardWithResiduals, GradOnly, ValueAndGrad, vjp_structure
 from pymc_jaxops.precision import run_in
 
 __all__ = ["MEASURE_ABOVE_S", "PLANS", "GradientPlans", "Race", "shapes_of", "specs_of"]
@@ -268,7 +268,9 @@ class GradientPlans:
         """``(*residuals, flag, *cotangents) -> input cotangents``."""
 
         def build() -> Callable:
-            n_res = len(shapes_of(self._forward(), self.specs, self.mode)) - self._n_out - 1
+            # The residuals the forward pass keeps (recorded when JAX traced it).
+            find = run_in(self.mode, vjp_structure)
+            n_res = len(find(self.fn, self.ct_mask, self.wrt_mask, self.specs).residuals)
             bwd = Backward(self.fn, self.n_in, n_res, self.ct_mask, self.wrt_mask)
             from_specs = run_in(self.mode, jax.jit(bwd.from_specs, static_argnums=0))
             return functools.partial(from_specs, self.specs)

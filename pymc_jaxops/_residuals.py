@@ -26,9 +26,9 @@ import numpy as np
 from pytensor.tensor.type import TensorType
 
 from pymc_jaxops._ops import JaxOp, JaxValueAndGradOp
-from pymc_jaxops._plans import GradientPlans, Race, shapes_of, specs_of
+from pymc_jaxops._plans import GradientPlans, Race, specs_of
 from pymc_jaxops._shapes import OutputSignature, infer_outputs
-from pymc_jaxops._vjp import Backward, ForwardWithResiduals
+from pymc_jaxops._vjp import Backward, ForwardWithResiduals, vjp_structure
 from pymc_jaxops.precision import run_in, scoped
 
 __all__ = ["JaxBackwardOp", "JaxForwardOp", "split_value_and_grad"]
@@ -133,8 +133,10 @@ class JaxForwardOp(JaxOp):
         concrete sizes; the two-call plan then runs instead (same numbers).
         """
         n_out = len(self.base.output_types)
-        traced = shapes_of(self.fn, specs, self.x64_mode)
-        residuals = traced[n_out:-1]
+        # Recorded when the graph was built (at these shapes, if they were static), so
+        # usually no trace here.
+        find = run_in(self.x64_mode, vjp_structure)
+        residuals = find(self.base.fn, self.ct_mask, self.wrt_mask, specs).residuals
         declared = self.output_types[n_out:-1]
         return len(residuals) == len(declared) and all(
             r.dtype == np.dtype(t.dtype)

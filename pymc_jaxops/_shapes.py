@@ -20,6 +20,8 @@ import numpy as np
 import pytensor.tensor as pt
 from pytensor.tensor.type import TensorType
 
+from pymc_jaxops._jit import traced_once
+
 Dim = int | str  # a static size, or a symbolic expression over input dims
 
 __all__ = [
@@ -146,7 +148,21 @@ def _as_dim(d) -> Dim:
 
 
 def _trace(fn: Callable, structs) -> tuple[list, object]:
-    """Abstractly evaluate ``fn`` (any pytree out); return its flat outputs and treedef."""
+    """Abstractly evaluate ``fn`` (any pytree out); return its flat outputs and treedef.
+
+    Through :func:`pymc_jaxops._jit.traced_once`: traced again at these types (a gradient,
+    the whole program) it does not run the user's Python again.
+    """
+    nested = traced_once(fn)
+    try:
+        return _trace_flat(nested, structs)
+    except Exception:
+        if nested is fn:
+            raise
+    return _trace_flat(fn, structs)  # again, for JAX's error about the flat arguments
+
+
+def _trace_flat(fn: Callable, structs) -> tuple[list, object]:
     captured = {}
 
     def flat(*args):  # named in JAX's errors: see explain_trace_error

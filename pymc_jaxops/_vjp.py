@@ -24,12 +24,19 @@ Examples
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+
+from pymc_jaxops import _caches
+from pymc_jaxops._jit import traced_once
+from pymc_jaxops.precision import x64_enabled
 
 __all__ = [
     "PLAN",
@@ -40,6 +47,8 @@ __all__ = [
     "TwoCalls",
     "TwoCallsBackward",
     "ValueAndGrad",
+    "VjpStructure",
+    "vjp_structure",
 ]
 
 PLAN: ContextVar[str] = ContextVar("pymc_jaxops_plan", default="fused")
@@ -53,12 +62,13 @@ def _restricted_vjp(fn: Callable, primals: Sequence, ct_mask, wrt_mask):
     JAX never builds the VJP of what nobody asked for.
     """
     wrt = [i for i, w in enumerate(wrt_mask) if w]
+    call = traced_once(fn)  # its trace for the output types is differentiated, not redone
 
     def restricted(*diff_args):
         full = list(primals)
         for i, value in zip(wrt, diff_args, strict=True):
             full[i] = value
-        outs = fn(*full)
+        outs = call(*full)
         return tuple(o for o, m in zip(outs, ct_mask, strict=True) if m), outs
 
     _, vjp, outs = jax.vjp(restricted, *[primals[i] for i in wrt], has_aux=True)
@@ -115,6 +125,78 @@ class GradOnly:
         return self.value_and_grad(*args)[self.n_out :]
 
 
+# The VJP structure (pytree definition, holding the linearized program) and output specs of
+# a function at given input specs, recorded when a forward pass traces it: the backward
+# pass traced next (in the same whole-graph program, or its own jitted call) rebuilds its
+# VJP from these instead of tracing the function once more (a diffrax solve's trace took
+# about a second).
+class VjpStructure(NamedTuple):
+    """What a trace of a function's VJP at given input specs tells without running it."""
+
+    treedef: Any  # the VJP's pytree definition (its leaves are the residuals)
+    outputs: tuple  # ShapeDtypeStruct of each output
+    residuals: tuple  # ShapeDtypeStruct of each residual
+
+
+_STRUCTURES: OrderedDict[tuple, VjpStructure] = OrderedDict()
+_STRUCTURES_SIZE = 64
+_STRUCTURES_LOCK = threading.Lock()  # traced from background threads too (plan races)
+
+
+def _clear_structures() -> None:
+    with _STRUCTURES_LOCK:
+        _STRUCTURES.clear()
+
+
+_caches.register("VJP structures of traced functions", _clear_structures)
+
+
+def _specs(primals: Sequence) -> tuple:
+    return tuple((tuple(jnp.shape(p)), jnp.result_type(p).str) for p in primals)
+
+
+def _structure_key(fn: Callable, ct_mask, wrt_mask, specs: tuple) -> tuple:
+    return (fn, tuple(ct_mask), tuple(wrt_mask), specs, x64_enabled())
+
+
+def _structs(values: Sequence) -> tuple:
+    return tuple(jax.ShapeDtypeStruct(jnp.shape(v), jnp.result_type(v)) for v in values)
+
+
+def _remember(key: tuple, vjp: Any, outs: Sequence) -> VjpStructure:
+    leaves, treedef = jax.tree.flatten(vjp)
+    entry = VjpStructure(treedef, _structs(outs), _structs(leaves))
+    with _STRUCTURES_LOCK:
+        _STRUCTURES[key] = entry
+        _STRUCTURES.move_to_end(key)
+        while len(_STRUCTURES) > _STRUCTURES_SIZE:
+            _STRUCTURES.popitem(last=False)
+    return entry
+
+
+def _recalled(key: tuple) -> VjpStructure | None:
+    with _STRUCTURES_LOCK:
+        return _STRUCTURES.get(key)
+
+
+def vjp_structure(fn: Callable, ct_mask, wrt_mask, specs: tuple) -> VjpStructure:
+    """The structure of ``fn``'s VJP at input ``specs``, as a forward pass recorded it when
+    JAX traced it (in the x64 mode on now), else from an abstract trace here."""
+    key = _structure_key(fn, ct_mask, wrt_mask, specs)
+    found = _recalled(key)
+    if found is not None:
+        return found
+    traced = []
+
+    def structure(*p):
+        outs, vjp = _restricted_vjp(fn, p, ct_mask, wrt_mask)
+        traced.append(_remember(key, vjp, outs))
+        return outs
+
+    jax.eval_shape(structure, *(jax.ShapeDtypeStruct(*s) for s in specs))
+    return traced[0]
+
+
 @dataclass(frozen=True)
 class ForwardWithResiduals:
     """``primals -> (*outputs, *residuals, plan)``: a forward pass keeping what reverse needs."""
@@ -129,6 +211,8 @@ class ForwardWithResiduals:
 
     def __call__(self, *primals):
         outs, vjp = _restricted_vjp(self.fn, primals, self.ct_mask, self.wrt_mask)
+        key = _structure_key(self.fn, self.ct_mask, self.wrt_mask, _specs(primals))
+        _remember(key, vjp, outs)
         return (*outs, *jax.tree.leaves(vjp), jnp.int8(0))
 
 
@@ -137,8 +221,9 @@ class Backward:
     """``(*primals, *residuals, plan, *cotangents) -> input cotangents``, no forward pass.
 
     The primals are only looked at for their shapes and dtypes (XLA drops them). The VJP's
-    pytree structure, which holds the linearized program, comes from an abstract trace
-    (``jax.eval_shape``) at those shapes, so no forward computation is emitted.
+    pytree structure, which holds the linearized program, is the one the forward pass
+    recorded when it was traced at those shapes, or else comes from an abstract trace
+    (``jax.eval_shape``); either way no forward computation is emitted.
     """
 
     fn: Callable
@@ -152,9 +237,7 @@ class Backward:
         return _name("backward", self.fn)
 
     def __call__(self, *args):
-        primals = args[: self.n_in]
-        specs = tuple((tuple(jnp.shape(p)), jnp.result_type(p).str) for p in primals)
-        return self.from_specs(specs, *args[self.n_in :])
+        return self.from_specs(_specs(args[: self.n_in]), *args[self.n_in :])
 
     def from_specs(self, specs: tuple, *args):
         """The backward pass given only the primals' ``(shape, dtype)`` (a static argument).
@@ -163,15 +246,8 @@ class Backward:
         inside one JAX program), then the cotangents.
         """
         residuals, cotangents = args[: self.n_res], args[self.n_res + 1 :]
-        captured = {}
-
-        def structure(*p):
-            outs, vjp = _restricted_vjp(self.fn, p, self.ct_mask, self.wrt_mask)
-            captured["treedef"] = jax.tree.structure(vjp)
-            return outs
-
-        out_structs = jax.eval_shape(structure, *(jax.ShapeDtypeStruct(*s) for s in specs))
-        vjp = jax.tree.unflatten(captured["treedef"], residuals)
+        treedef, out_structs, _ = vjp_structure(self.fn, self.ct_mask, self.wrt_mask, specs)
+        vjp = jax.tree.unflatten(treedef, residuals)
         wrt_dtypes = [s[1] for s, w in zip(specs, self.wrt_mask, strict=True) if w]
         return _pull(vjp, cotangents, out_structs, self.ct_mask, wrt_dtypes)
 

@@ -7,6 +7,7 @@ from typing import cast
 import jax.numpy as jnp
 import numpy as np
 
+from pymc_jaxops._jit import traced_once
 from pymc_jaxops._ops import JaxOp, JaxValueAndGradOp
 from pymc_jaxops._residuals import JaxBackwardOp, JaxForwardOp
 from pymc_jaxops._upstream.pytensor import object_mode_impl, register_dispatch
@@ -26,10 +27,23 @@ def _by_plan(op: JaxOp):
     return op.fn
 
 
+def _traced_before(op: JaxOp, fn):
+    """``fn`` as JAX traces it inside a whole program.
+
+    A plain forward pass, or one keeping its residuals, was traced at these types when the
+    graph was built (for its output types); nested in ``jax.jit`` the program reuses that
+    trace (``_jit.traced_once``). Plans chosen at trace time (``_vjp.PLAN``) are never
+    nested, as their trace depends on more than the types.
+    """
+    if type(op) is JaxOp or isinstance(op, JaxForwardOp):
+        return traced_once(fn)
+    return fn
+
+
 def _jax_funcify_jax_op(op: JaxOp, **kwargs):
     # The un-jitted function: the JAX linker (numpyro, blackjax, nutpie) jits the whole
     # model graph at once, so XLA sees through our Op.
-    fn = _by_plan(op)
+    fn = _traced_before(op, _by_plan(op))
     dtypes = [t.dtype for t in (*op.input_types, *op.output_types)]
     out_dtypes = [t.dtype for t in op.output_types]
     what = f"JAX function {op.name!r}"

@@ -28,6 +28,7 @@ from pytensor.tensor.type import TensorType
 from pytensor.tensor.variable import TensorVariable
 
 from pymc_jaxops import _caches
+from pymc_jaxops._jit import traced_once
 from pymc_jaxops._ops import JaxOp
 from pymc_jaxops._shapes import explain_trace_error, infer_outputs, mentions_symbolic_dim
 from pymc_jaxops._upstream.pytensor import forget_ops_seen_by_rewriters, rewriters_keep_no
@@ -67,7 +68,38 @@ class _FlatCall:
         return out
 
     def __call__(self, *arrays):
-        return tuple(jax.tree.leaves(self.tree(*arrays)))
+        # Nested in jax.jit (inlined by XLA): traced once per input types, for the output
+        # types when the graph is built, then reused by every trace that calls it.
+        return tuple(jax.tree.leaves(traced_once(self.as_tree())(*arrays)))
+
+    def as_tree(self) -> Callable:
+        """:meth:`tree` as one function object for the life of this one.
+
+        JAX keeps a trace while its function lives, and finds it by equality; a bound
+        method is a new object at each access, dead before the next trace looks.
+        """
+        found = self.__dict__.get("_tree")
+        if found is None:
+            found = self.__dict__.setdefault("_tree", _Tree(self))
+        return found
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_tree"}
+
+
+@dataclass(frozen=True)
+class _Tree:
+    """``flat.tree`` as a function equal to every other for the same ``flat`` (a bound
+    method is a new object each time, and JAX keeps traces by the function's equality)."""
+
+    flat: _FlatCall
+
+    @property
+    def __name__(self) -> str:
+        return self.flat.__name__
+
+    def __call__(self, *arrays):
+        return self.flat.tree(*arrays)
 
 
 _HINTS = {
@@ -220,7 +252,7 @@ class PytensorJaxFunction:
         concrete = (lambda: _concrete_shapes(inputs)) if self._allow_eval else None
         try:
             with scoped(flat.x64):
-                signature = infer_outputs(flat.tree, input_types, concrete)
+                signature = infer_outputs(flat.as_tree(), input_types, concrete)
         except Exception as err:
             raise self._trace_error(err, paths, input_types, flat) from err
         names = [self._describe(p) for p in paths]

@@ -15,7 +15,7 @@ from pytensor.compile.mode import get_mode
 from pytensor.gradient import hessian, verify_grad
 from pytensor.graph.replace import vectorize_graph
 
-from pymc_jaxops import as_pytensor_op
+from pymc_jaxops import as_pytensor_op, clear_caches
 from pymc_jaxops._ops import JaxOp, JaxValueAndGradOp
 from pymc_jaxops._residuals import JaxBackwardOp, JaxForwardOp
 from tests import _subprocess
@@ -116,6 +116,43 @@ def test_normal_likelihood_on_output_runs_one_forward_and_one_backward_pass(
     want_value, want_grad = jax.value_and_grad(_reference_logp)(x, data)
     np.testing.assert_allclose(value, want_value, rtol=1e-8)
     np.testing.assert_allclose(grad, want_grad, rtol=1e-8)
+
+
+TRACES = {"n": 0}
+
+
+@as_pytensor_op
+def traced_trajectory(theta, t):
+    """``_curve_math``, counting how often JAX traces it (a Python side effect)."""
+    TRACES["n"] += 1
+    return _curve_math(theta, t)
+
+
+@pytest.mark.parametrize("mode", [None, C_VM, "JAX"], ids=["absorbed", "C", "JAX"])
+def test_the_function_is_traced_once_from_model_to_first_gradient(rng, mode, monkeypatch):
+    """As a pure-JAX ``value_and_grad`` traces it once: the output types, the forward pass
+    keeping residuals, the backward pass and the whole program reuse one trace (a diffrax
+    solve's trace took most of a second)."""
+    monkeypatch.setenv("PYMC_JAXOPS_TIME_PLANS", "off")  # no other plan traced meanwhile
+    data = _data(rng)
+    clear_caches()  # a model built before (another parametrization) kept its trace alive
+    jax.clear_caches()
+    TRACES["n"] = 0
+    with pm.Model() as model:
+        theta = pm.Normal("theta", 0.5, 1.0, size=2)
+        pm.Normal("y", mu=traced_trajectory(theta, T), sigma=0.2, observed=data)
+    fn = model.logp_dlogp_function(ravel_inputs=True, **({"mode": mode} if mode else {}))
+    fn.set_extra_values({})
+    value, grad = fn(np.array([0.9, 1.1]))
+    assert TRACES["n"] == 1
+    with pm.Model() as reference:
+        theta = pm.Normal("theta", 0.5, 1.0, size=2)
+        pm.Normal("y", mu=trajectory(theta, T), sigma=0.2, observed=data)
+    want = reference.logp_dlogp_function(ravel_inputs=True, mode=C_VM)
+    want.set_extra_values({})
+    want_value, want_grad = want(np.array([0.9, 1.1]))
+    np.testing.assert_allclose(value, want_value, rtol=1e-12)
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-12)
 
 
 def test_split_changes_no_number(rng):
