@@ -139,7 +139,7 @@ class VjpStructure(NamedTuple):
 
 
 _STRUCTURES: OrderedDict[tuple, VjpStructure] = OrderedDict()
-_STRUCTURES_SIZE = 64
+_STRUCTURES_SIZE = 16  # needed from a forward trace to its backward trace only
 _STRUCTURES_LOCK = threading.Lock()  # traced from background threads too (plan races)
 
 

@@ -1,3 +1,5 @@
+import os
+
 import jax
 import numpy as np
 import pytest
@@ -19,7 +21,15 @@ def _x64():
 
 
 @pytest.fixture(autouse=True)
-def _xla_disk(tmp_path, monkeypatch):
+def _xla_disk(tmp_path):
     # Each test (and the processes it starts) keeps its XLA executables in a folder of its
-    # own: a test counting compilations must not load another test's program.
-    monkeypatch.setenv(XLA_CACHE, str(tmp_path / "xla"))
+    # own: a test counting compilations must not load another test's program. (Not through
+    # monkeypatch: a test's own fixtures that rely on undoing its monkeypatch first must
+    # not find it created earlier, and so undone later, by this one.)
+    before = os.environ.get(XLA_CACHE)
+    os.environ[XLA_CACHE] = str(tmp_path / "xla")
+    yield
+    if before is None:
+        os.environ.pop(XLA_CACHE, None)
+    else:
+        os.environ[XLA_CACHE] = before
