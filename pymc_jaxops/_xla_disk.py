@@ -25,6 +25,7 @@ Examples
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -178,26 +179,22 @@ def _key(text: str) -> str:
     return digest.hexdigest()
 
 
-_MACHINE: list[str] = []
-
-
+@functools.cache
 def _machine() -> str:
     """What an executable compiled here depends on besides its program."""
-    if not _MACHINE:
-        device = jax.devices()[0]
-        parts = [
-            sys.version.split()[0],
-            jax.__version__,
-            jaxlib.__version__,
-            device.platform,
-            device.device_kind,
-            getattr(device.client, "platform_version", ""),
-            os.environ.get("XLA_FLAGS", ""),
-            platform.machine(),
-            _cpu(),
-        ]
-        _MACHINE.append("\n".join(str(p) for p in parts))
-    return _MACHINE[0]
+    device = jax.devices()[0]
+    parts = [
+        sys.version.split()[0],
+        jax.__version__,
+        jaxlib.__version__,
+        device.platform,
+        device.device_kind,
+        getattr(device.client, "platform_version", ""),
+        os.environ.get("XLA_FLAGS", ""),
+        platform.machine(),
+        _cpu(),
+    ]
+    return "\n".join(str(p) for p in parts)
 
 
 def _cpu() -> str:
