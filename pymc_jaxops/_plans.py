@@ -18,7 +18,15 @@ faster than the fused call, on a diffrax ODE solve slower. All give the same num
    of that call's arguments), while the calls go on with the default;
 4. the next :data:`_ROUNDS` calls each time every plan on their own arguments (a few calls
    in a row, about :data:`_TIMED_S` in all), interleaved, so a busy machine disturbs all
-   alike; the plan with the best time wins and runs every later call.
+   alike; an alternative whose answer differs from the default's in any bit on any of
+   these calls is out; the fastest plan wins if it beats the default by
+   :data:`_MARGIN`, else the default stays, and the winner runs every later call.
+
+Plans are equal in exact arithmetic, not always in floating point: two XLA programs may
+round differently (on a dynamax HMM, the fused and two-call plans differed in the last bit
+at 46 of 200 points). A switch on a timing within noise would make a sampler's draws for a
+given seed depend on the run, so only a clear winner that agreed bit for bit wherever it
+was compared replaces the default.
 
 ``PYMC_JAXOPS_TIME_PLANS=off`` keeps the default without timing. The choice is remembered
 on the Op (per input shapes) and travels with it to a chain process on this machine
@@ -65,16 +73,31 @@ loop, and in a sampler the calls come in a loop."""
 
 _REPEAT = 10
 
+_MARGIN = 0.8
+"""An alternative wins only in at most this fraction of the default's best time: the same
+model timed again on this VM varied by ±15%, and a choice made by noise differs run to run."""
 
-def _seconds(run: Callable[[], object], repeat: int = 1) -> float:
+
+def _seconds(run: Callable[[], object], repeat: int = 1) -> tuple[float, object]:
     """Seconds per call of ``run``, over ``repeat`` calls in a row (after one more), each
-    waited for."""
+    waited for, and what the last call returned."""
     if repeat > 1:
         jax.block_until_ready(run())  # the first after another plan finds colder caches
     t0 = time.perf_counter()
     for _ in range(repeat):
-        jax.block_until_ready(run())
-    return (time.perf_counter() - t0) / repeat
+        output = jax.block_until_ready(run())
+    return (time.perf_counter() - t0) / repeat, output
+
+
+def _same_bits(a: object, b: object) -> bool:
+    leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
+    if len(leaves_a) != len(leaves_b):
+        return False
+    for x, y in zip(leaves_a, leaves_b, strict=True):
+        x, y = np.asarray(x), np.asarray(y)
+        if x.dtype != y.dtype or x.shape != y.shape or x.tobytes() != y.tobytes():
+            return False
+    return True
 
 
 def _own_copy(args: tuple) -> tuple:
@@ -122,6 +145,7 @@ class Race:
         self._repeat = 1
         self._warming: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._answers: dict[str, object] = {}
 
     def plan(self, args: tuple, thunks: Thunks) -> str:
         """The plan to answer this call with; may first time the plans on ``args``."""
@@ -152,7 +176,7 @@ class Race:
             # The best of a few: one call on a busy machine can look 5 times slower, and a
             # cheap function raced for nothing compiles its alternatives meanwhile.
             run = thunks(args)[self.default]
-            seconds = min(_seconds(run) for _ in range(_FIRST_TIMINGS))
+            seconds = min(_seconds(run)[0] for _ in range(_FIRST_TIMINGS))
             if seconds < MEASURE_ABOVE_S:
                 self.winner = self.default
             else:
@@ -167,13 +191,32 @@ class Race:
         runs = thunks(args)
         for name in self._ready:
             self._best[name] = min(self._best[name], self._time(name, runs[name]))
+        self._drop_other_answers()
+        if len(self._ready) == 1:
+            self.winner = self.default
+            return
         self._rounds += 1
         if self._rounds >= _ROUNDS:
-            self.winner = min(self._ready, key=lambda name: self._best[name])
+            fastest = min(self._ready, key=lambda name: self._best[name])
+            clear = self._best[fastest] < _MARGIN * self._best[self.default]
+            self.winner = fastest if clear else self.default
 
     def _time(self, name: str, run: Callable[[], object]) -> float:
-        """Seconds per call of ``run`` (the whole plan ``name``)."""
-        return _seconds(run, self._repeat)
+        """Seconds per call of ``run`` (the whole plan ``name``); its answer is kept for
+        :meth:`_drop_other_answers`."""
+        seconds, self._answers[name] = _seconds(run, self._repeat)
+        return seconds
+
+    def _drop_other_answers(self) -> None:
+        """Leave out every alternative that answered this round's call with other bits."""
+        answers, self._answers = self._answers, {}
+        reference = answers.get(self.default)
+        for name in self._ready[1:]:
+            answer = answers.get(name)
+            if reference is None or answer is None or _same_bits(answer, reference):
+                continue
+            _logger.debug("pymc_jaxops: plan %r left out: it rounds otherwise", name)
+            self._ready.remove(name)
 
     def _warm_up(self, runs: dict[str, Callable[[], object]]) -> None:
         def compile_alternatives() -> None:

@@ -2,6 +2,7 @@
 
 import gc
 import json
+import logging
 import pickle
 import weakref
 
@@ -14,7 +15,9 @@ import pytensor.tensor as pt
 import pytest
 from pytensor.compile.mode import get_default_mode, get_mode
 from pytensor.compile.sharedvalue import SharedVariable
+from pytensor.graph.basic import Constant
 from pytensor.raise_op import Assert
+from pytensor.scalar.basic import Composite
 
 from pymc_jaxops import _jit, _programs, as_pytensor_op
 from pymc_jaxops._absorb import TAG, XlaGraphOp
@@ -23,6 +26,24 @@ from tests.test_residuals import PASSES, T, _data, _model, _reference_logp, traj
 
 C_ONLY = get_default_mode().excluding(TAG)
 X = np.array([0.9, 1.1, np.log(0.3)])
+
+
+class _Staged(logging.Handler):
+    """Counts JAX's staging programs (``jnp.array`` of a NumPy array compiles one)."""
+
+    def __init__(self):
+        super().__init__(level=logging.DEBUG)
+        self.count = 0
+
+    def emit(self, record):
+        self.count += "compilation of jit(stage)" in record.getMessage()
+
+    def __enter__(self):
+        logging.getLogger("jax").addHandler(self)
+        return self
+
+    def __exit__(self, *exc):
+        logging.getLogger("jax").removeHandler(self)
 
 
 def _ops(fn):
@@ -164,6 +185,26 @@ def test_the_op_keeps_no_shared_data(rng):
     stored = [*node.op.inner_inputs, *node.op.fallback_inputs]
     assert not any(isinstance(v, SharedVariable) for v in stored)
     want = _logp_dlogp(model, C_ONLY)(X)
+    for got, w in zip(fn(X), want, strict=True):
+        np.testing.assert_allclose(got, w, rtol=1e-12)
+
+
+def test_array_constants_reach_the_device_and_elementwise_nodes_stay_unfused(rng):
+    # XLA fuses elementwise loops itself, and jnp.array(constant) would compile a program
+    # per shape: neither is paid when the graph is built.
+    data = _data(rng)
+    model = _model(data)
+    jax.clear_caches()
+    with jax.log_compiles(True), _Staged() as staged:
+        fn = _logp_dlogp(model)
+    assert staged.count == 0
+    (node,) = fn._pytensor_function.maker.fgraph.apply_nodes
+    inner = node.op.fgraph
+    scalar_ops = [getattr(n.op, "scalar_op", None) for n in inner.apply_nodes]
+    assert not any(isinstance(op, Composite) for op in scalar_ops)
+    constants = [v for v in inner.variables if isinstance(v, Constant) and v.data.ndim > 0]
+    assert constants, "the observed data is a constant of the graph"
+    want = _logp_dlogp(_model(data), C_ONLY)(X)
     for got, w in zip(fn(X), want, strict=True):
         np.testing.assert_allclose(got, w, rtol=1e-12)
 

@@ -80,6 +80,40 @@ def test_the_others_compile_in_the_background_and_the_fastest_wins():
     assert calls["quick"] == 1 + _plans._ROUNDS  # decided: no more timing
 
 
+def _answering(plans: dict):
+    """Thunks whose plans take ``(seconds, answer)`` each, the answer as a program's."""
+
+    def thunk(seconds, answer):
+        def run():
+            time.sleep(seconds)
+            return answer
+
+        return run
+
+    runs = {name: thunk(*p) for name, p in plans.items()}
+    return lambda args: runs
+
+
+def test_a_plan_faster_only_within_noise_leaves_the_default():
+    # A choice made by noise would differ from run to run, and with it the rounding.
+    race = Race("slow", ["slow", "quick"])
+    answer = jnp.array([1.0, 2.0])
+    thunks = _answering({"slow": (0.004, answer), "quick": (0.0036, answer)})
+    assert _race_until_decided(race, thunks) == "slow"
+
+
+def test_a_plan_that_rounds_otherwise_is_left_out_however_fast():
+    # Equal in exact arithmetic, not in the last bit: switching would move a sampler's path.
+    race = Race("slow", ["slow", "quick"])
+    one = np.float64(1.0)
+    thunks = _answering(
+        {"slow": (0.003, jnp.array([one])), "quick": (0.0, jnp.array([one + 2e-16]))}
+    )
+    assert _race_until_decided(race, thunks) == "slow"
+    same = _answering({"slow": (0.003, jnp.array([one])), "quick": (0.0, jnp.array([one]))})
+    assert _race_until_decided(Race("slow", ["slow", "quick"]), same) == "quick"
+
+
 def test_a_plan_that_cannot_run_is_left_out():
     race = Race("slow", ["slow", "broken"])
     _, thunks = _counted({"slow": 0.003, "broken": RuntimeError("no")})
