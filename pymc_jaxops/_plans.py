@@ -6,8 +6,8 @@ keeping the VJP residuals followed by a backward program, or as a plain forward 
 followed by a gradient-only one (``_vjp.py``); a whole absorbed graph can run with its
 wrapped functions' gradients as built or fused into its forward passes (``_absorb.py``).
 Which is cheaper depends on the function: on some ``lax.scan`` HMMs the split was measured
-faster than the fused call, on a diffrax ODE solve slower. All give the same numbers, so a
-:class:`Race` times them on the calls a sampler makes anyway:
+faster than the fused call, on a diffrax ODE solve slower. All are equal in exact
+arithmetic, so a :class:`Race` times them on the calls a sampler makes anyway:
 
 1. the first call runs the default plan alone: the only program compiled before the first
    answer, which costs what ``jax.jit(jax.value_and_grad(f))`` costs a pure-JAX user;
@@ -74,8 +74,9 @@ loop, and in a sampler the calls come in a loop."""
 _REPEAT = 10
 
 _MARGIN = 0.8
-"""An alternative wins only in at most this fraction of the default's best time: the same
-model timed again on this VM varied by ±15%, and a choice made by noise differs run to run."""
+"""An alternative wins only if its best time is under this fraction of the default's: the
+same model timed again on this VM varied by ±15%, and a choice made by noise differs from
+run to run."""
 
 
 def _seconds(run: Callable[[], object], repeat: int = 1) -> tuple[float, object]:
