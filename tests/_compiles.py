@@ -12,11 +12,14 @@ class Compiled(logging.Handler):
     def __init__(self):
         super().__init__(level=logging.DEBUG)
         self.names: list[str] = []
+        self.staged = 0
 
     def emit(self, record):
         found = re.search(r"Finished XLA compilation of jit\((.*?)\)", record.getMessage())
-        # jit(stage): JAX moving a graph's NumPy constants to the device, as pure JAX does.
-        if found and found.group(1) != "stage":
+        # jit(stage): JAX moving NumPy constants to the device with jnp.array, counted apart.
+        if found and found.group(1) == "stage":
+            self.staged += 1
+        elif found:
             self.names.append(found.group(1))
 
     def __enter__(self):

@@ -2,7 +2,6 @@
 
 import gc
 import json
-import logging
 import pickle
 import weakref
 
@@ -21,29 +20,12 @@ from pytensor.scalar.basic import Composite
 
 from pymc_jaxops import _jit, _programs, as_pytensor_op
 from pymc_jaxops._absorb import TAG, XlaGraphOp
+from tests._compiles import Compiled
 from tests._subprocess import child_env, run_python
 from tests.test_residuals import PASSES, T, _data, _model, _reference_logp, trajectory
 
 C_ONLY = get_default_mode().excluding(TAG)
 X = np.array([0.9, 1.1, np.log(0.3)])
-
-
-class _Staged(logging.Handler):
-    """Counts JAX's staging programs (``jnp.array`` of a NumPy array compiles one)."""
-
-    def __init__(self):
-        super().__init__(level=logging.DEBUG)
-        self.count = 0
-
-    def emit(self, record):
-        self.count += "compilation of jit(stage)" in record.getMessage()
-
-    def __enter__(self):
-        logging.getLogger("jax").addHandler(self)
-        return self
-
-    def __exit__(self, *exc):
-        logging.getLogger("jax").removeHandler(self)
 
 
 def _ops(fn):
@@ -195,9 +177,9 @@ def test_array_constants_reach_the_device_and_elementwise_nodes_stay_unfused(rng
     data = _data(rng)
     model = _model(data)
     jax.clear_caches()
-    with jax.log_compiles(True), _Staged() as staged:
+    with Compiled() as compiled:
         fn = _logp_dlogp(model)
-    assert staged.count == 0
+    assert compiled.staged == 0
     (node,) = fn._pytensor_function.maker.fgraph.apply_nodes
     inner = node.op.fgraph
     scalar_ops = [getattr(n.op, "scalar_op", None) for n in inner.apply_nodes]
