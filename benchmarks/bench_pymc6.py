@@ -18,7 +18,8 @@ The seed HMM (70 sequences x 50 steps, 3 states) with its likelihood wrapped by
    ``pm.sample()`` runs for our model) and its Numba backend (our absorbed graph entered
    from nutpie's Rust threads in object mode), ours beside ``wrap_jax``.
 
-Run: ``python benchmarks/bench_pymc6.py [--calls N] [--rounds R] [--draws D] [--tune T]``.
+Run: ``python benchmarks/bench_pymc6.py [--calls N] [--rounds R] [--draws D] [--tune T]
+[--runs WORD ...]`` (``--runs numpyro``: only the sampling rows naming NumPyro).
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def _sample(model, draws: int, tune: int, cores: int = 2, **kwargs):
     return wall, float(np.asarray(steps).sum()), idata
 
 
-def _sampling(ours, theirs, draws: int, tune: int) -> None:
+def _sampling(ours, theirs, draws: int, tune: int, only: list[str] | None = None) -> None:
     runs: dict[str, dict] = {"pm.sample() defaults": {}}
     if PYMC6:
         # What the defaults ran before pymc_jaxops steered nutpie to its JAX backend.
@@ -86,6 +87,8 @@ def _sampling(ours, theirs, draws: int, tune: int) -> None:
         runs["pm.sample(backend='jax')"] = {"backend": "jax"}
     runs['nuts_sampler="pymc"'] = {"nuts_sampler": "pymc"}
     runs['nuts_sampler="numpyro"'] = {"nuts_sampler": "numpyro"}
+    if only:
+        runs = {name: kw for name, kw in runs.items() if any(word in name for word in only)}
     print(
         f"\n{'sampling, 2 chains':28s} {'model':>9s} {'set-up s':>9s} {'wall s':>8s}"
         f" {'us/grad':>9s} {'signal':>7s}"
@@ -124,6 +127,9 @@ def main(argv=None) -> None:
     parser.add_argument("--tune", type=int, default=500, help="tuning steps (default 500)")
     parser.add_argument("--no-sampling", action="store_true", help="only the per-call table")
     parser.add_argument(
+        "--runs", nargs="*", help="only the sampling rows whose name holds one of these words"
+    )
+    parser.add_argument(
         "--cores", action="store_true", help="only nutpie's cores=1 / cores=2 table (pymc 6)"
     )
     args = parser.parse_args(argv)
@@ -136,7 +142,7 @@ def main(argv=None) -> None:
         return
     _per_call(ours, theirs, args.calls, args.rounds)
     if not args.no_sampling:
-        _sampling(ours, theirs, args.draws, args.tune)
+        _sampling(ours, theirs, args.draws, args.tune, args.runs)
 
 
 if __name__ == "__main__":
