@@ -1,10 +1,12 @@
-"""Shared helpers for the benchmarks: machine/version banner and interleaved timing."""
+"""Shared helpers for the benchmarks: machine/version banner, interleaved timing, script runs."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import platform
+import signal
+import subprocess
 import time
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
@@ -77,3 +79,32 @@ def pure_jax_value_and_grad(model, numpy_io: bool = False) -> Callable[[], objec
         flat_np = np.asarray(flat).copy()
         return lambda: [np.array(a) for a in jax.block_until_ready(vg(flat_np))]
     return lambda: jax.block_until_ready(vg(flat))
+
+
+def run_script(
+    command: list[str], env: dict[str, str], cwd: str, timeout: float = 900.0
+) -> tuple[float, str]:
+    """Run ``command`` as a user runs a script: its wall seconds and its standard output.
+
+    It starts a new session, so a timeout kills its chain processes too; a failure raises
+    with the end of its standard error.
+    """
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        command,
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{err[-3000:]}")
+    return wall, out

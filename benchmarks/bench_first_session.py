@@ -18,48 +18,26 @@ Run: ``python benchmarks/bench_first_session.py [--repeats N] [--models c,d] [--
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import banner  # noqa: E402
+from benchmarks._common import banner, run_script  # noqa: E402
 
 SCRIPT = ROOT / "benchmarks" / "scripts" / "first_session_script.py"
 
 
-def _run(wrapper: str, model: str, draws: int, cache: str, timeout: float = 900.0) -> dict:
+def _run(wrapper: str, model: str, draws: int, cache: str) -> dict:
     env = {**os.environ, "DRAWS": str(draws), "PYMC_JAXOPS_XLA_CACHE": cache}
     env["PYTHONPATH"] = os.pathsep.join(p for p in [str(ROOT), env.get("PYTHONPATH", "")] if p)
-    command = [sys.executable, str(SCRIPT), wrapper, model]
-    start = time.perf_counter()
-    proc = subprocess.Popen(
-        command,
-        env=env,
-        cwd=str(ROOT),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its chain processes too are killed on a timeout
-    )
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-    wall = time.perf_counter() - start
-    lines = [line for line in out.splitlines() if line.startswith("TIMES ")]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{err[-3000:]}")
-    return {"wall": wall, **json.loads(lines[-1][len("TIMES ") :])}
+    wall, out = run_script([sys.executable, str(SCRIPT), wrapper, model], env, str(ROOT))
+    line = next(line for line in reversed(out.splitlines()) if line.startswith("TIMES "))
+    return {"wall": wall, **json.loads(line[len("TIMES ") :])}
 
 
 def main() -> None:

@@ -23,18 +23,14 @@ Run: ``python benchmarks/bench_multiprocess.py [--repeats N] [--models hmm,cheap
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks._common import banner  # noqa: E402
+from benchmarks._common import banner, run_script  # noqa: E402
 
 SCRIPT = ROOT / "benchmarks" / "scripts" / "mp_user_script.py"
 VARIANTS = {
@@ -44,30 +40,12 @@ VARIANTS = {
 }
 
 
-def _wall_s(model: str, cores: int, variant: str, timeout: float = 900.0) -> float:
+def _wall_s(model: str, cores: int, variant: str) -> float:
     extra_env, ctx = VARIANTS[variant]
     env = {**os.environ, **extra_env}
     env["PYTHONPATH"] = os.pathsep.join(p for p in [str(ROOT), env.get("PYTHONPATH", "")] if p)
     command = [sys.executable, str(SCRIPT), model, str(cores), ctx]
-    start = time.perf_counter()
-    proc = subprocess.Popen(
-        command,
-        env=env,
-        cwd=str(ROOT),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        _, err = proc.communicate(timeout=timeout)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-    wall = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed:\n{err[-3000:]}")
-    return wall
+    return run_script(command, env, str(ROOT))[0]
 
 
 def main() -> None:
