@@ -36,8 +36,12 @@ def _run(wrapper: str, model: str, draws: int, cache: str) -> dict:
     env = {**os.environ, "DRAWS": str(draws), "PYMC_JAXOPS_XLA_CACHE": cache}
     env["PYTHONPATH"] = os.pathsep.join(p for p in [str(ROOT), env.get("PYTHONPATH", "")] if p)
     wall, out = run_script([sys.executable, str(SCRIPT), wrapper, model], env, str(ROOT))
-    line = next(line for line in reversed(out.splitlines()) if line.startswith("TIMES "))
-    return {"wall": wall, **json.loads(line[len("TIMES ") :])}
+    lines = [line for line in out.splitlines() if line.startswith("TIMES ")]
+    if not lines:
+        raise RuntimeError(
+            f"{SCRIPT.name} {wrapper} {model} printed no TIMES line:\n{out[-3000:]}"
+        )
+    return {"wall": wall, **json.loads(lines[-1][len("TIMES ") :])}
 
 
 def main() -> None:
@@ -65,14 +69,14 @@ def main() -> None:
                 runs["later"].append(_run("ours", model, args.draws, cache))
         best = {k: min(r["wall"] for r in v) for k, v in runs.items()}
         again = {k: min(r["again"] for r in v) for k, v in runs.items()}
-        means = {k: v[0]["means"] for k, v in runs.items()}
         print(
             f"| {model} | {best['first']:.1f} | {best['later']:.1f} | {best['wrap_jax']:.1f} "
             f"| {best['first'] / best['wrap_jax']:.2f} | {best['later'] / best['wrap_jax']:.2f} "
             f"| {again['first']:.1f} / {again['wrap_jax']:.1f} |",
             flush=True,
         )
-        print(f"  posterior means, first run: ours {means['first']}, wrap_jax {means['wrap_jax']}")
+        ours, theirs = runs["first"][0]["means"], runs["wrap_jax"][0]["means"]
+        print(f"  posterior means, first run: ours {ours}, wrap_jax {theirs}")
     print(f"load average at end: {os.getloadavg()[0]:.2f} (1 min)")
 
 
